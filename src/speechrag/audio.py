@@ -1,0 +1,133 @@
+"""Read audio as 16 kHz mono float32, streamed in blocks so hour-long files never
+sit in memory whole.
+
+soundfile (libsndfile) reads wav, flac, ogg and mp3; anything else goes through
+ffmpeg when it is installed. soxr resamples in streaming mode, so block edges
+leave no clicks. Every failure is an :class:`AudioError` naming the file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 16000  # Hz: what Whisper and silero-vad expect
+BLOCK_S = 30.0  # seconds of audio decoded per block when streaming
+
+
+class AudioError(ValueError):
+    """An input file could not be read as audio. ``str()`` is one line: ``path: reason``."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(path, "file not found")
+    if not path.is_file():
+        raise AudioError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _soundfile_blocks(path: Path, block_s: float) -> Iterator[np.ndarray]:
+    """Yield (n,) float32 mono blocks at 16 kHz decoded by libsndfile."""
+    with sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        if rate <= 0:
+            raise AudioError(path, f"invalid sample rate {rate}")
+        resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(
+            rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+        )
+        block = max(1, int(block_s * rate))
+        while True:
+            data = f.read(block, dtype="float32", always_2d=True)
+            last = len(data) < block
+            mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+            mono = np.ascontiguousarray(mono, dtype=np.float32)
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            if len(mono):
+                yield mono
+            if last:
+                return
+
+
+def _ffmpeg_blocks(path: Path, block_s: float) -> Iterator[np.ndarray]:
+    """Decode any container ffmpeg knows to 16 kHz mono float32, streamed from its stdout."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise AudioError(path, "format not recognised by libsndfile, and ffmpeg is not installed")
+    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-f", "f32le",
+           "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    n_bytes = int(block_s * SAMPLE_RATE) * 4
+    try:
+        while chunk := proc.stdout.read(n_bytes):
+            usable = len(chunk) - len(chunk) % 4
+            yield np.frombuffer(chunk[:usable], dtype="<f4").astype(np.float32)
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode("utf-8", "replace").strip()
+        proc.stderr.close()
+        code = proc.wait()
+    if code != 0:
+        last_line = err.splitlines()[-1] if err else f"ffmpeg exit status {code}"
+        last_line = last_line.removeprefix(f"{path}: ")
+        raise AudioError(path, f"not a readable audio file ({last_line})")
+
+
+def stream(path: str | Path, block_s: float = BLOCK_S) -> Iterator[np.ndarray]:
+    """Yield consecutive blocks of a file as (n,) float32 at 16 kHz mono.
+
+    Raises :class:`AudioError` for missing, empty, corrupt or non-audio files, and
+    for files that decode to no samples at all.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        sf.info(str(path))
+        blocks = _soundfile_blocks(path, block_s)
+    except sf.LibsndfileError:
+        blocks = _ffmpeg_blocks(path, block_s)
+    n_total = 0
+    try:
+        for block in blocks:
+            if not np.all(np.isfinite(block)):
+                block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+            n_total += len(block)
+            yield block
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as err:
+        raise AudioError(path, f"corrupt audio ({err})") from err
+    if n_total == 0:
+        raise AudioError(path, "no audio samples (zero-length recording)")
+
+
+def load(path: str | Path) -> np.ndarray:
+    """Read a whole file: (n_samples,) float32, 16 kHz mono. For short files (queries, tests)."""
+    return np.concatenate(list(stream(path)))
+
+
+def duration_s(path: str | Path) -> float:
+    """Duration in seconds, from the header when libsndfile knows the format, else by decoding."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(str(path))
+        if info.frames > 0:
+            return info.frames / info.samplerate
+    except sf.LibsndfileError:
+        pass
+    return sum(len(b) for b in stream(path)) / SAMPLE_RATE
