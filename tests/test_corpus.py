@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechrag import audio
+from speechrag.audio import SAMPLE_RATE
+from speechrag.corpus import tts
+from speechrag.corpus.build import CorpusConfig, build_corpus, choose_passages, load_corpus
+from speechrag.corpus.wikispoken import load_passages, passages, queries_for, speakable, split_of
+
+
+def test_split_rule_is_the_fixed_one() -> None:
+    assert split_of("Protostar") == {0: "test", 1: "dev"}.get(
+        int(__import__("hashlib").sha1(b"Protostar").hexdigest(), 16) % 10, "train")
+    counts = {s: len(passages(s)) for s in ("train", "dev", "test")}
+    assert sum(counts.values()) == len(load_passages()) > 9900
+    assert 900 < counts["test"] < 1100 and 900 < counts["dev"] < 1100
+    assert all(p.split == split_of(p.title) for p in load_passages())
+
+
+def test_queries_skip_empty_and_shared_descriptions() -> None:
+    by_desc: dict[str, int] = {}
+    for p in load_passages():
+        by_desc[p.description.casefold()] = by_desc.get(p.description.casefold(), 0) + 1
+    for p in load_passages()[:2000]:
+        kinds = {q["kind"] for q in queries_for(p)}
+        assert "title" in kinds
+        has_desc = bool(p.description) and by_desc[p.description.casefold()] == 1
+        assert ("description" in kinds) == has_desc
+
+
+def test_speakable_text() -> None:
+    text = speakable("Sailing (/ˈseɪlɪŋ/) uses the wind—acting on sails, 1901–2000. Café.")
+    assert text == "Sailing uses the wind, acting on sails, 1901 to 2000. Cafe."
+    long = " ".join(["This sentence has exactly seven words."] * 40)
+    assert len(speakable(long).split()) <= 120
+
+
+def test_choice_is_deterministic_and_seeded() -> None:
+    a = choose_passages(CorpusConfig(passages=20))
+    assert [p.title for p in a] == [p.title for p in choose_passages(CorpusConfig(passages=20))]
+    assert [p.title for p in a] != [p.title for p in choose_passages(CorpusConfig(passages=20,
+                                                                                   seed=1))]
+    assert all(p.split == "test" for p in a)
+
+
+def test_voice_roles_are_enforced() -> None:
+    with pytest.raises(tts.VoiceError, match="reserved"):
+        CorpusConfig(voices=("festival:ked_diphone",))
+    with pytest.raises(tts.VoiceError, match="reserved"):
+        tts.parse_voice("piper")
+    with pytest.raises(tts.VoiceError, match="training voices only"):
+        CorpusConfig(split="train", voices=("flite:slt",))
+    CorpusConfig(split="train", voices=("espeak-ng", "flite:kal"))
+    with pytest.raises(tts.VoiceError, match="unknown voice"):
+        tts.role_of("say:alex")
+
+
+def test_espeak_voices_are_drawn_from_the_seed() -> None:
+    import random
+
+    a = [tts.parse_voice("espeak-ng", random.Random(3)).id for _ in range(1)]
+    b = [tts.parse_voice("espeak-ng", random.Random(3)).id for _ in range(1)]
+    assert a == b and a[0].startswith("espeak-ng:en")
+    v = tts.parse_voice("espeak-ng:en-gb+f3:p70:s150")
+    assert (v.name, v.pitch, v.speed) == ("en-gb+f3", 70, 150)
+
+
+def test_episodes_manifest_matches_the_audio(tiny_corpus) -> None:
+    c = tiny_corpus
+    assert len(c.manifest) == 4 and len(c.audio_files()) == 2
+    assert {m["voice"] for m in c.manifest} == {"flite:slt", "festival:kal_diphone"}
+    ids = {m["passage_id"] for m in c.manifest}
+    assert {q["passage_id"] for q in c.queries} == ids
+    for source in c.audio_files():
+        x = audio.load(source)
+        rows = sorted((m for m in c.manifest if str(c.root / m["audio"]) == source),
+                      key=lambda m: m["start"])
+        assert rows[-1]["end"] == pytest.approx(len(x) / SAMPLE_RATE, abs=0.01)
+        for m in rows:  # speech inside each gold span, silence in the pauses between them
+            inside = x[round(m["start"] * SAMPLE_RATE):round(m["end"] * SAMPLE_RATE)]
+            assert np.sqrt(np.mean(inside ** 2)) > 0.01
+        for a, b in zip(rows, rows[1:], strict=False):
+            gap = x[round(a["end"] * SAMPLE_RATE) + 10:round(b["start"] * SAMPLE_RATE) - 10]
+            assert len(gap) > 0.9 * SAMPLE_RATE and np.max(np.abs(gap)) < 1e-3
+
+
+def test_rebuild_resumes_without_resynthesizing(tiny_corpus) -> None:
+    root: Path = tiny_corpus.root
+    parts = sorted((root / "parts").rglob("*.wav"))
+    stamps = [p.stat().st_mtime_ns for p in parts]
+    (root / "audio" / "ep001.wav").unlink()  # as if the build died before this episode
+    c = build_corpus(CorpusConfig(split="test", passages=4, per_episode=2), root)
+    assert [p.stat().st_mtime_ns for p in parts] == stamps
+    assert (root / "audio" / "ep001.wav").is_file()
+    assert c.manifest == tiny_corpus.manifest
+    with pytest.raises(ValueError, match="another config"):
+        build_corpus(CorpusConfig(split="test", passages=5), root)
+
+
+def test_passages_layout(tmp_path: Path) -> None:
+    c = build_corpus(CorpusConfig(split="dev", passages=2, layout="passages",
+                                  voices=("flite:kal",)), tmp_path)
+    assert len(c.audio_files()) == 2 and all(m["start"] == 0 for m in c.manifest)
+    assert load_corpus(tmp_path).queries == c.queries
