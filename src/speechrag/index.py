@@ -1,0 +1,322 @@
+"""A persistent index of speech segments: one directory, an embedded LanceDB database.
+
+Layout of an index directory::
+
+    index.json        IndexConfig: the model spec, how audio was cut, the dimension
+    segments.lance    one row per segment: id, source, path_key, start, end, vector, text
+    files.lance       one row per fully indexed file: path_key, source, size, mtime_ns
+
+Resumable and duplicate-free by construction: a file's segment rows are written
+in one LanceDB commit (atomic), and only after that is the file recorded in
+``files``. A run killed at any point (even ``kill -9``) leaves either nothing or
+unrecorded rows for the file in progress; the next run deletes those rows and
+indexes the file again. Files already recorded with the same size and mtime are
+skipped; changed files are re-indexed only after their new version encoded
+without error, so a corrupt replacement never loses what was stored.
+
+Search is exact cosine top-k (LanceDB flat scan, no ANN index), correctness first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from speechrag.audio import AudioError
+from speechrag.retrievers import Retriever, spec_of
+from speechrag.segment import Segment, SegmenterConfig, segments
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "index.json"
+ENCODE_BATCH = 8  # segments encoded at once: bounds memory to a few minutes of audio
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma",
+                    ".aiff", ".aif", ".webm", ".mp4", ".mkv"}
+
+
+class IndexConfigError(RuntimeError):
+    """The index cannot be used as asked (wrong model, wrong window, not an index)."""
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """What an index says about how it was made. Stored as ``index.json``."""
+
+    model: dict[str, Any]
+    segmenter: dict[str, Any]
+    dim: int
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``start``/``end`` in seconds (None for text documents)."""
+
+    source: str
+    start: float | None
+    end: float | None
+    score: float
+    text: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IndexReport:
+    """What one ``add_files`` run did."""
+
+    indexed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    n_segments: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+
+
+def collect_audio_files(paths: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand files and folders (recursively, audio extensions only) in a stable order.
+
+    Returns (files, problems) where problems are (path, reason) for paths that do not exist.
+    A file named explicitly is kept whatever its extension; reading it decides.
+    """
+    files: list[str] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(str(f) for f in path.rglob("*")
+                           if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+        elif path.exists():
+            found = [str(path)]
+        else:
+            problems.append((str(p), "file not found"))
+            continue
+        for f in found:
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files, problems
+
+
+def _quote(value: str) -> str:
+    """A string literal for a LanceDB filter (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _segments_schema(dim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("path_key", pa.string()),
+        pa.field("start", pa.float64()),
+        pa.field("end", pa.float64()),
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("text", pa.string()),
+    ])
+
+
+FILES_SCHEMA = pa.schema([
+    pa.field("path_key", pa.string()),
+    pa.field("source", pa.string()),
+    pa.field("size", pa.int64()),
+    pa.field("mtime_ns", pa.int64()),
+    pa.field("n_segments", pa.int64()),
+])
+
+
+class Index:
+    """An on-disk segment index. Open with :meth:`open` (existing) or :meth:`create`."""
+
+    def __init__(self, path: Path, config: IndexConfig) -> None:
+        self.path = path
+        self.config = config
+        self.db = lancedb.connect(str(path))
+        self.segments = self.db.create_table(
+            "segments", schema=_segments_schema(config.dim), exist_ok=True)
+        self.files = self.db.create_table("files", schema=FILES_SCHEMA, exist_ok=True)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Index:
+        """Open an existing index; a clear error if ``path`` is not one."""
+        path = Path(path)
+        cfg = path / CONFIG_FILE
+        if not cfg.is_file():
+            raise IndexConfigError(f"{path}: not a speechrag index (no {CONFIG_FILE})")
+        try:
+            data = json.loads(cfg.read_text())
+            config = IndexConfig(**data)
+        except (json.JSONDecodeError, TypeError) as err:
+            raise IndexConfigError(f"{cfg}: unreadable index config ({err})") from err
+        if config.format_version != FORMAT_VERSION:
+            raise IndexConfigError(f"{path}: index format {config.format_version}, this speechrag "
+                              f"reads format {FORMAT_VERSION}")
+        return cls(path, config)
+
+    @classmethod
+    def create(cls, path: str | Path, retriever: Retriever,
+               segmenter: SegmenterConfig) -> Index:
+        """Open the index at ``path`` for ``retriever``, creating it if needed.
+
+        An existing index made by another model or cut another way is refused, never mixed.
+        """
+        path = Path(path)
+        config = IndexConfig(model=spec_of(retriever), segmenter=segmenter.to_dict(),
+                             dim=retriever.dim)
+        if (path / CONFIG_FILE).exists():
+            index = cls.open(path)
+            index.check_model(config.model)
+            if index.config.segmenter != config.segmenter:
+                raise IndexConfigError(
+                    f"{path}: index was cut with {index.config.segmenter}, not "
+                    f"{config.segmenter}; use the same --window/--hop/--vad or a new --index")
+            return index
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / (CONFIG_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
+        os.replace(tmp, path / CONFIG_FILE)
+        return cls(path, config)
+
+    def check_model(self, spec: dict[str, Any]) -> None:
+        if spec != self.config.model:
+            raise IndexConfigError(
+                f"{self.path}: index was built with model {self.config.model}, not {spec}; "
+                "search it with the model that built it, or index into a new directory")
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _recorded(self) -> dict[str, tuple[int, int]]:
+        rows = self.files.to_arrow().select(["path_key", "size", "mtime_ns"]).to_pylist()
+        return {r["path_key"]: (r["size"], r["mtime_ns"]) for r in rows}
+
+    def add_files(
+        self,
+        paths: list[str],
+        retriever: Retriever,
+        on_progress: Callable[[str, float], None] | None = None,
+        on_skip: Callable[[str, str], None] | None = None,
+    ) -> IndexReport:
+        """Index audio files, each on its own: one bad file is reported, never fatal.
+
+        on_progress(path, seconds_of_audio_done) is called as segments are encoded;
+        on_skip(path, reason) when a file cannot be indexed.
+        """
+        self.check_model(spec_of(retriever))
+        segmenter = SegmenterConfig(**self.config.segmenter)
+        report = IndexReport()
+        recorded = self._recorded()
+        t0 = time.perf_counter()
+        for path in paths:
+            key = os.path.realpath(path)
+            try:
+                st = os.stat(path)
+                fingerprint = (st.st_size, st.st_mtime_ns)
+            except OSError as err:
+                report.failed.append((path, err.strerror or str(err)))
+                if on_skip:
+                    on_skip(path, err.strerror or str(err))
+                continue
+            if recorded.get(key) == fingerprint:
+                report.unchanged.append(path)
+                continue
+            try:
+                rows = list(self._encode_file(path, key, segmenter, retriever, on_progress))
+            except AudioError as err:
+                report.failed.append((path, err.reason))
+                if on_skip:
+                    on_skip(path, err.reason)
+                continue
+            if not rows:
+                reason = "no speech found" if segmenter.vad else "no audio segments"
+                report.failed.append((path, reason))
+                if on_skip:
+                    on_skip(path, reason)
+                continue
+            # Forget the file first, then replace its rows, then record it: a kill anywhere
+            # in between leaves the file unrecorded, so the next run redoes exactly it.
+            self.files.delete(f"path_key = {_quote(key)}")
+            self.segments.delete(f"path_key = {_quote(key)}")
+            self.segments.add(pa.Table.from_pylist(rows, schema=self.segments.schema))
+            self.files.add(pa.Table.from_pylist(
+                [{"path_key": key, "source": path, "size": fingerprint[0],
+                  "mtime_ns": fingerprint[1], "n_segments": len(rows)}], schema=FILES_SCHEMA))
+            report.indexed.append(path)
+            report.n_segments += len(rows)
+            report.audio_s += max(r["end"] for r in rows)
+        report.wall_s = time.perf_counter() - t0
+        if report.indexed:
+            self.compact()
+        return report
+
+    def _encode_file(self, path: str, key: str, segmenter: SegmenterConfig,
+                     retriever: Retriever,
+                     on_progress: Callable[[str, float], None] | None) -> Iterator[dict]:
+        """Rows for one file, encoding ENCODE_BATCH segments at a time (streamed audio)."""
+        file_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+        batch: list[Segment] = []
+
+        def flush() -> Iterator[dict]:
+            vectors, texts = retriever.encode_segments(batch)
+            for seg, vec, text in zip(batch, vectors, texts, strict=True):
+                yield {"id": f"{file_id}:{round(seg.start_s * 1000)}", "source": path,
+                       "path_key": key, "start": seg.start_s, "end": seg.end_s,
+                       "vector": np.asarray(vec, dtype=np.float32), "text": text}
+            if on_progress:
+                on_progress(path, batch[-1].end_s)
+            batch.clear()
+
+        for seg in segments(path, segmenter):
+            batch.append(seg)
+            if len(batch) == ENCODE_BATCH:
+                yield from flush()
+        if batch:
+            yield from flush()
+
+    def compact(self) -> None:
+        """Merge the small per-file fragments and drop old versions (keeps search fast)."""
+        with warnings.catch_warnings():  # one writer by design: old versions are garbage
+            warnings.simplefilter("ignore", UserWarning)
+            for table in (self.segments, self.files):
+                table.optimize(cleanup_older_than=timedelta(seconds=0))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.segments.count_rows()
+
+    def indexed_files(self) -> list[str]:
+        return sorted(self.files.to_arrow().column("source").to_pylist())
+
+    def rows(self, columns: tuple[str, ...] = ("source", "start", "end", "text")) -> list[dict]:
+        """All segment rows (without vectors unless asked), sorted by source and start."""
+        table = self.segments.to_arrow().select(list(columns)).to_pylist()
+        return sorted(table, key=lambda r: (r.get("source"), r.get("start")))
+
+    def search(self, vectors: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        """vectors: (Q, dim) unit norm -> Q lists of up to k hits, best first (exact cosine)."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if vectors.shape[1] != self.config.dim:
+            raise IndexConfigError(f"query vectors have dim {vectors.shape[1]}, "
+                              f"index has {self.config.dim}")
+        results: list[list[Hit]] = []
+        for v in vectors:
+            found = (self.segments.search(v).distance_type("cosine").limit(k)
+                     .select(["source", "start", "end", "text", "_distance"]).to_list())
+            results.append([Hit(r["source"], r["start"], r["end"], 1.0 - float(r["_distance"]),
+                                r["text"]) for r in found])
+        return results

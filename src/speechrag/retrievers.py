@@ -1,0 +1,144 @@
+"""One retriever interface for every system, and the loader that builds one by name.
+
+A retriever turns segments of speech, text queries and spoken queries into
+unit-norm vectors in one space. Everything downstream (index, search, eval)
+only sees those vectors, so the cascade and the end-to-end models are measured
+by the same code.
+
+A model is named by a preset (a plain JSON file in ``speechrag/presets``), a path
+to such a JSON file, or a spec dict ``{"kind": ..., **config}``. The spec is what
+an index stores, so it can rebuild the retriever that made it and refuse another.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from speechrag.cascade import CascadeConfig, CascadeRetriever
+from speechrag.segment import Segment
+from speechrag.text_encoder import TextEncoder
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+DEFAULT_MODEL = "cascade"
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """What every system implements. ``kind`` and ``config`` (a frozen dataclass)
+    identify it; ``dim`` is the embedding size."""
+
+    kind: str
+    config: Any
+    dim: int
+
+    def encode_segments(self, segments: list[Segment]) -> tuple[np.ndarray, list[str | None]]:
+        """segments -> (N, dim) float32 unit norm, and a transcript per segment (or None)."""
+        ...
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """text queries -> (N, dim) float32 unit norm."""
+        ...
+
+    def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
+        """spoken queries, each (n,) float32 at 16 kHz -> (N, dim) float32 unit norm."""
+        ...
+
+
+def words_between(spoken: list[tuple[float, float, str]], start_s: float, end_s: float) -> str:
+    """The reference words said in [start_s, end_s), with each passage's words spread
+    evenly over its span (start_s, end_s, text) and a word counted where its midpoint is."""
+    words: list[str] = []
+    for start, end, text in spoken:
+        if end <= start_s or start >= end_s:
+            continue
+        tokens = text.split()
+        step = (end - start) / max(len(tokens), 1)
+        words += [w for i, w in enumerate(tokens) if start_s <= start + (i + 0.5) * step < end_s]
+    return " ".join(words)
+
+
+class GoldTextRetriever:
+    """The clean-text upper bound: each segment is represented by the reference text
+    spoken inside it, embedded by the text encoder.
+
+    Word times inside a passage are not known, so a passage's words are spread
+    evenly over its gold span and a segment gets the words whose midpoint falls
+    inside it. Only the evaluator builds this (it needs the corpus manifest).
+    """
+
+    kind = "gold-text"
+
+    def __init__(self, spoken: dict[str, list[tuple[float, float, str]]],
+                 text_encoder: str = "all-MiniLM-L6-v2") -> None:
+        """spoken: source -> [(start_s, end_s, text)] of the passages in that recording."""
+        self.spoken = spoken
+        self.config = CascadeConfig(whisper="none", text_encoder=text_encoder)
+        self.text = TextEncoder(text_encoder)
+        self.dim = self.text.dim
+
+    def text_of(self, segment: Segment) -> str:
+        return words_between(self.spoken.get(segment.source, []), segment.start_s, segment.end_s)
+
+    def encode_segments(self, segments: list[Segment]) -> tuple[np.ndarray, list[str | None]]:
+        texts = [self.text_of(s) for s in segments]
+        return self.text.encode(texts), list(texts)
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        return self.text.encode(texts)
+
+    def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError("the clean-text upper bound has no speech front end")
+
+
+def _config_from(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build a frozen config, refusing unknown keys (a misspelling must not pass silently)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown config key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
+
+
+def resolve_spec(model: str) -> dict[str, Any]:
+    """A model name or path -> spec dict ``{"kind": ..., **config}``."""
+    preset = PRESETS_DIR / f"{model}.json"
+    path = preset if preset.is_file() else Path(model)
+    if not path.is_file():
+        raise ValueError(f"unknown model {model!r}: use one of {preset_names()} "
+                         "or a path to a model JSON file")
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"{path}: a model spec is a JSON object with a 'kind' key")
+    return spec
+
+
+def from_spec(spec: dict[str, Any]) -> Retriever:
+    """Build the retriever a spec describes."""
+    values = dict(spec)
+    kind = values.pop("kind")
+    if kind == "cascade":
+        return CascadeRetriever(_config_from(CascadeConfig, values, "cascade model"))
+    raise ValueError(f"unknown retriever kind {kind!r} (known: cascade)")
+
+
+def spec_of(retriever: Retriever) -> dict[str, Any]:
+    """The spec an index stores for the retriever that fills it."""
+    return {"kind": retriever.kind, **retriever.config.to_dict()}
+
+
+def load_retriever(model: str = DEFAULT_MODEL) -> Retriever:
+    """Load a retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``)
+    or by the path of a model JSON file."""
+    return from_spec(resolve_spec(model))

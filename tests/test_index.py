@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechrag.index import Index, IndexConfigError, collect_audio_files
+from speechrag.segment import SegmenterConfig
+
+from .conftest import TOPICS, speak
+
+WIN = SegmenterConfig(window_s=10, hop_s=5)
+
+
+def ids(index: Index) -> list[str]:
+    return index.segments.to_arrow().column("id").to_pylist()
+
+
+@pytest.fixture
+def speech(tmp_path: Path, speech_dir: Path) -> Path:
+    """A private copy of the session's recordings (tests below modify files)."""
+    root = tmp_path / "speech"
+    shutil.copytree(speech_dir, root)
+    return root
+
+
+def test_round_trip_search_finds_the_right_recording(tmp_path, speech, tiny_retriever) -> None:
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    files, problems = collect_audio_files([speech])
+    assert len(files) == 3 and not problems
+    report = index.add_files(files, tiny_retriever)
+    assert len(report.indexed) == 3 and not report.failed
+    reopened = Index.open(tmp_path / "ix")
+    assert len(reopened) == report.n_segments and reopened.config == index.config
+    for topic, question in [("volcano", "where does lava come from"),
+                            ("violin", "a string instrument played with a bow"),
+                            ("bread", "food baked from flour and water")]:
+        hits = reopened.search(tiny_retriever.encode_text([question]), k=3)[0]
+        assert Path(hits[0].source).stem == topic
+        assert hits[0].start == 0.0 and hits[0].score > hits[-1].score
+        assert hits[0].text and any(w in hits[0].text.lower() for w in TOPICS[topic].split()[1:4])
+
+
+def test_reindex_adds_nothing_and_new_files_are_added(tmp_path, speech, tiny_retriever) -> None:
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    first = sorted(speech.glob("*.wav"))[:2]
+    index.add_files([str(p) for p in first], tiny_retriever)
+    before = sorted(ids(index))
+    again = index.add_files([str(p) for p in first], tiny_retriever)
+    assert again.indexed == [] and len(again.unchanged) == 2
+    assert sorted(ids(index)) == before
+    files, _ = collect_audio_files([speech])
+    later = index.add_files(files, tiny_retriever)
+    assert len(later.indexed) == 1 and len(later.unchanged) == 2
+    assert len(set(ids(index))) == len(ids(index)) > len(before)
+    assert len(index.indexed_files()) == 3
+
+
+def test_bad_files_are_skipped_and_nothing_stored_is_lost(tmp_path, speech,
+                                                          tiny_retriever) -> None:
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    good = sorted(speech.glob("*.wav"))
+    index.add_files([str(good[0])], tiny_retriever)
+    stored = sorted(ids(index))
+    (speech / "empty.wav").write_bytes(b"")
+    (speech / "junk.mp3").write_bytes(os.urandom(5000))
+    (speech / "readme.txt").write_text("not audio")  # not an audio extension: not collected
+    files, problems = collect_audio_files([speech, tmp_path / "missing.wav"])
+    assert problems == [(str(tmp_path / "missing.wav"), "file not found")]
+    report = index.add_files(files, tiny_retriever)
+    failed = dict(report.failed)
+    assert set(failed) == {str(speech / "empty.wav"), str(speech / "junk.mp3")}
+    assert "empty" in failed[str(speech / "empty.wav")]
+    assert len(report.indexed) == 2 and len(report.unchanged) == 1
+    assert set(stored) <= set(ids(index))
+
+
+def test_changed_file_is_reindexed_but_a_corrupt_one_keeps_old_rows(tmp_path, speech,
+                                                                    tiny_retriever) -> None:
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    path = speech / "volcano.wav"
+    index.add_files([str(path)], tiny_retriever)
+    old_text = index.rows()[0]["text"]
+    path.write_bytes(b"\x00" * 100)  # replaced by garbage
+    report = index.add_files([str(path)], tiny_retriever)
+    assert report.failed and index.rows()[0]["text"] == old_text
+    speak(TOPICS["bread"], path)  # replaced by other speech
+    report = index.add_files([str(path)], tiny_retriever)
+    assert report.indexed == [str(path)]
+    new_text = " ".join(r["text"] for r in index.rows()).lower()
+    assert "oven" in new_text and "volcan" not in new_text
+    assert len(index.indexed_files()) == 1
+
+
+def test_another_model_or_window_is_refused(tmp_path, speech, tiny_retriever) -> None:
+    Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    with pytest.raises(IndexConfigError, match="cut with"):
+        Index.create(tmp_path / "ix", tiny_retriever, SegmenterConfig(window_s=40, hop_s=20))
+    other = {**Index.open(tmp_path / "ix").config.model, "beam_size": 5}
+    with pytest.raises(IndexConfigError, match="built with model"):
+        Index.open(tmp_path / "ix").check_model(other)
+    with pytest.raises(IndexConfigError, match="not a speechrag index"):
+        Index.open(tmp_path)
+
+
+def test_search_checks_the_dimension(tmp_path, tiny_retriever) -> None:
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    with pytest.raises(IndexConfigError, match="dim"):
+        index.search(np.zeros((1, 7), dtype=np.float32))
+    assert index.search(tiny_retriever.encode_text(["anything"]), k=5) == [[]]
+
+
+def test_hostile_file_names(tmp_path, speech, tiny_retriever) -> None:
+    odd = speech / "it's \"odd\" -- ; DROP.wav"
+    shutil.copy(speech / "violin.wav", odd)
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    index.add_files([str(odd)], tiny_retriever)
+    index.add_files([str(odd)], tiny_retriever)
+    assert index.indexed_files() == [str(odd)] and len(set(ids(index))) == len(ids(index))
