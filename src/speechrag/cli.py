@@ -1,0 +1,310 @@
+"""The ``speechrag`` command: a thin typer layer over the library (parse, call, print)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from speechrag.assets import AssetError, cache_dir
+from speechrag.audio import AudioError
+from speechrag.corpus.tts import VoiceError
+
+app = typer.Typer(help="End-to-end speech retrieval: index recorded speech, search it with "
+                       "questions, evaluate retrievers.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+corpus_app = typer.Typer(help="Build the WikiSpoken benchmark corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, greppable
+USER_ERRORS = (AudioError, AssetError, VoiceError, ValueError, FileNotFoundError, RuntimeError)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Print expected failures as one line and exit 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from speechrag.index import IndexConfigError
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:  # click's Exit is a RuntimeError: let it through untouched
+            raise
+        except (*USER_ERRORS, IndexConfigError) as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+
+
+def _audio_progress(progress: Progress, files: list[str]) -> Callable[[str, float], None]:
+    """A bar over seconds of audio; returns the on_progress callback the index calls."""
+    from speechrag.audio import duration_s
+
+    lengths: dict[str, float] = {}
+    for f in files:
+        try:
+            lengths[f] = duration_s(f)
+        except AudioError:
+            lengths[f] = 0.0
+    task = progress.add_task("indexing (audio s)", total=round(sum(lengths.values())))
+    done: dict[str, float] = {}
+
+    def on_progress(path: str, seconds: float) -> None:
+        step = seconds - done.get(path, 0.0)
+        done[path] = seconds
+        progress.update(task, advance=round(step), description=f"indexing {Path(path).name}")
+
+    return on_progress
+
+
+# -- index ------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders (recursive).")],
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    model: Annotated[str | None, typer.Option(
+        help="Model preset or model JSON (default: the index's model, else cascade).")] = None,
+    window: Annotated[float, typer.Option(help="Window length, seconds.")] = 40.0,
+    hop: Annotated[float, typer.Option(help="Hop between windows, seconds.")] = 20.0,
+    vad: Annotated[bool, typer.Option("--vad", help="Cut at speech pauses (silero-vad), "
+                                      "segments up to --window seconds.")] = False,
+) -> None:
+    """Index audio files: segments, embeddings and transcripts go into a LanceDB index.
+
+    Re-running adds only new or changed files; an interrupted run resumes."""
+    from speechrag.index import CONFIG_FILE, Index, collect_audio_files
+    from speechrag.retrievers import DEFAULT_MODEL, from_spec, load_retriever
+    from speechrag.segment import SegmenterConfig
+
+    segmenter = SegmenterConfig(window_s=window, hop_s=hop, vad=vad)
+    if model is None and (index_dir / CONFIG_FILE).exists():
+        retriever = from_spec(Index.open(index_dir).config.model)
+    else:
+        retriever = load_retriever(model or DEFAULT_MODEL)
+    idx = Index.create(index_dir, retriever, segmenter)
+    files, missing = collect_audio_files(paths)
+    for path, why in missing:
+        err.print(f"[yellow]skipped[/yellow] {path}: {why}", highlight=False)
+    with _progress() as progress:
+        on_progress = _audio_progress(progress, files)
+
+        def on_skip(path: str, why: str) -> None:
+            progress.console.print(f"[yellow]skipped[/yellow] {path}: {why}", highlight=False)
+
+        report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip)
+    failed = missing + report.failed
+    err.print(f"indexed {len(report.indexed)} file(s), {report.n_segments} segments, "
+              f"{report.audio_s:.0f} s of audio in {report.wall_s:.1f} s; "
+              f"{len(report.unchanged)} unchanged; {len(failed)} skipped; "
+              f"index holds {len(idx)} segments from {len(idx.indexed_files())} file(s)")
+    if failed:
+        err.print("skipped files:")
+        for path, why in failed:
+            err.print(f"  {path}: {why}", highlight=False)
+    if not report.indexed and not report.unchanged:
+        raise typer.Exit(1)
+
+
+# -- search -----------------------------------------------------------------------------------
+
+
+def read_queries(path: Path) -> list[dict]:
+    """A queries JSONL file: one {"id": ..., "text": ...} per line; blank lines ignored."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: queries file not found")
+    queries = []
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(q, dict) or not isinstance(q.get("text"), str) or not q["text"].strip():
+            raise ValueError(f'{path}:{n}: expected {{"id": ..., "text": "..."}} '
+                             "with a non-empty text")
+        queries.append({"id": q.get("id", n), "text": q["text"]})
+    if not queries:
+        raise ValueError(f"{path}: no queries")
+    return queries
+
+
+@app.command()
+@user_errors
+def search(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    query: Annotated[str | None, typer.Option(help="A question.")] = None,
+    queries: Annotated[Path | None, typer.Option(
+        help='JSONL file, one {"id": ..., "text": ...} per line.')] = None,
+    k: Annotated[int, typer.Option(help="Hits per query.", min=1)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
+    model: Annotated[str | None, typer.Option(
+        help="Refuse unless the index was built with this model.")] = None,
+) -> None:
+    """Search an index with text questions; prints file, start-end (mm:ss), score, text."""
+    from speechrag.index import Index
+    from speechrag.report import hits_table
+    from speechrag.retrievers import from_spec, resolve_spec
+
+    if (query is None) == (queries is None):
+        raise ValueError("give exactly one of --query TEXT or --queries FILE.jsonl")
+    idx = Index.open(index_dir)
+    if model is not None:
+        idx.check_model(resolve_spec(model))
+    qs = [{"id": 1, "text": query}] if query is not None else read_queries(queries)  # type: ignore[arg-type]
+    retriever = from_spec(idx.config.model)
+    results = idx.search(retriever.encode_text([q["text"] for q in qs]), k)
+    for q, hits in zip(qs, results, strict=True):
+        if as_json:
+            line = {"query_id": q["id"], "query": q["text"], "hits": [h.to_dict() for h in hits]}
+            sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        else:
+            out.print(hits_table(q["text"], hits))
+
+
+# -- eval -------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    corpus: Annotated[Path, typer.Option(help="A corpus built by `speechrag corpus build`.")],
+    model: Annotated[str, typer.Option(
+        help="Model preset, model JSON, or gold-text (clean-text upper bound).")] = "cascade",
+    out_dir: Annotated[Path, typer.Option("--out", help="Reports, chart and indexes.")] = Path(
+        "speechrag-eval"),
+    window: Annotated[float, typer.Option(help="Window length, seconds.")] = 40.0,
+    hop: Annotated[float, typer.Option(help="Hop between windows, seconds.")] = 20.0,
+    k: Annotated[int, typer.Option(help="Hits per query.", min=10)] = 10,
+) -> None:
+    """Index a corpus with a model, run its queries, report R@k, MRR, RTF, latency, WER."""
+    run_eval(corpus, model, out_dir, window, hop, k)
+
+
+def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop: float = 20.0,
+             k: int = 10) -> dict:
+    from speechrag.corpus.build import load_corpus
+    from speechrag.evaluate import evaluate
+    from speechrag.report import eval_table, plot_reports, write_report
+    from speechrag.segment import SegmenterConfig
+
+    c = load_corpus(corpus)
+    with _progress() as progress:
+        on_progress = _audio_progress(progress, c.audio_files())
+        report = evaluate(c, model, out_dir, k=k, segmenter=SegmenterConfig(window, hop),
+                          on_progress=on_progress)
+    path = write_report(report, out_dir)
+    chart = plot_reports(out_dir)
+    out.print(eval_table(report))
+    err.print(f"report: {path}\nchart:  {chart}", highlight=False)
+    return report
+
+
+# -- corpus -----------------------------------------------------------------------------------
+
+
+@corpus_app.command("build")
+@user_errors
+def corpus_build(
+    out_dir: Annotated[Path, typer.Option("--out", help="Corpus directory.")],
+    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    passages: Annotated[int, typer.Option(help="Number of passages.", min=1)] = 50,
+    voices: Annotated[list[str] | None, typer.Option(
+        help="Voices, repeated or comma-separated (default: the evaluation voices "
+             "flite:slt,festival:kal_diphone).")] = None,
+    layout: Annotated[str, typer.Option(help="episodes (long-form) or passages.")] = "episodes",
+    per_episode: Annotated[int, typer.Option(help="Passages per episode.", min=1)] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of passage order, voices and pauses.")] = 0,
+) -> None:
+    """Speak WikiSpoken passages with TTS voices; writes audio, manifest.jsonl, queries.jsonl."""
+    from speechrag.corpus import tts
+    from speechrag.corpus.build import CorpusConfig, build_corpus
+
+    chosen = tuple(v.strip() for vs in (voices or []) for v in vs.split(",") if v.strip())
+    config = CorpusConfig(split=split, passages=passages, voices=chosen or tts.EVALUATION,
+                          layout=layout, seed=seed, per_episode=per_episode)
+    with _progress() as progress:
+        task = progress.add_task("speaking passages", total=passages)
+        c = build_corpus(config, out_dir,
+                         on_progress=lambda d, _t: progress.update(task, completed=d))
+    total_s = sum(m["end"] - m["start"] for m in c.manifest)
+    err.print(f"{out_dir}: {len(c.manifest)} passages, {len(c.audio_files())} audio file(s), "
+              f"{total_s / 60:.1f} min of speech, {len(c.queries)} queries", highlight=False)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+DEMO_QUESTIONS = 3
+
+
+@app.command()
+@user_errors
+def demo(
+    passages: Annotated[int, typer.Option(help="Passages in the demo corpus.", min=2)] = 10,
+    model: Annotated[str, typer.Option(help="Model to demonstrate.")] = "cascade",
+) -> None:
+    """Build a small long-form corpus, index it, ask a few questions, print hits and metrics."""
+    from speechrag.corpus.build import CorpusConfig, build_corpus
+    from speechrag.index import Index
+    from speechrag.report import hits_table
+    from speechrag.retrievers import from_spec
+
+    root = cache_dir() / "demo"
+    corpus_dir = root / f"corpus-{passages}"
+    err.print(f"[bold]1/3[/bold] building a WikiSpoken test corpus in {corpus_dir}")
+    with _progress() as progress:
+        task = progress.add_task("speaking passages", total=passages)
+        c = build_corpus(CorpusConfig(split="test", passages=passages, per_episode=5), corpus_dir,
+                         on_progress=lambda d, _t: progress.update(task, completed=d))
+    err.print(f"[bold]2/3[/bold] indexing {len(c.audio_files())} episodes with {model} "
+              "and running the benchmark queries")
+    eval_dir = root / f"eval-{passages}"
+    report = run_eval(corpus_dir, model, eval_dir)
+    err.print("[bold]3/3[/bold] a few questions:")
+    index_dir = next(eval_dir.glob("index-*"))
+    idx = Index.open(index_dir)
+    retriever = from_spec(idx.config.model)
+    questions = [q for q in c.queries if q["kind"] == "description"][:DEMO_QUESTIONS]
+    for q, hits in zip(questions, idx.search(retriever.encode_text([q["text"] for q in questions]),
+                                             3), strict=True):
+        gold = next(m for m in c.manifest if m["passage_id"] == q["passage_id"])
+        out.print(hits_table(f"{q['text']}   (answer: {gold['title']}, {gold['audio']})", hits))
+    r1 = report["retrieval"]["overall"]["R@1"]
+    err.print(f"done: R@1 {100 * r1:.1f}% over {report['retrieval']['overall']['n']} queries. "
+              f"Search it yourself:\n  .venv/bin/speechrag search --index {index_dir} "
+              "--query 'your question'", highlight=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,150 @@
+"""The one evaluator: every system indexes the same corpus audio, answers the same
+queries, and is scored by the same metric code (speechrag.metrics).
+
+Report fields: retrieval R@1/5/10 and MRR (overall, per query kind, per voice),
+indexing wall time and real-time factor, query latency p50/p95 (encode the query
++ exact search), and WER of the stored transcripts where the model makes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from speechrag.corpus.build import Corpus
+from speechrag.index import Index
+from speechrag.metrics import first_correct_rank, percentile, retrieval_summary, wer
+from speechrag.retrievers import (
+    GoldTextRetriever,
+    Retriever,
+    load_retriever,
+    spec_of,
+    words_between,
+)
+from speechrag.segment import SegmenterConfig
+
+GOLD_TEXT = "gold-text"  # the clean-text upper bound: same windows, reference words
+TIMING_FILE = "timing.json"  # cumulative indexing time of an index, across resumed runs
+
+
+def retriever_for(model: str, corpus: Corpus) -> Retriever:
+    """``gold-text`` needs the corpus; every other model loads by name or path."""
+    if model == GOLD_TEXT:
+        spoken: dict[str, list[tuple[float, float, str]]] = {}
+        for m in corpus.manifest:
+            spoken.setdefault(str(corpus.root / m["audio"]), []).append(
+                (m["start"], m["end"], m["text"]))
+        return GoldTextRetriever(spoken)
+    return load_retriever(model)
+
+
+def non_overlapping_cover(rows: list[dict]) -> list[dict]:
+    """Segments of one recording that do not overlap, taken greedily in time order:
+    with hop = window / 2 this is every other window, so each word is counted once."""
+    cover: list[dict] = []
+    for r in sorted(rows, key=lambda r: r["start"]):
+        if not cover or r["start"] >= cover[-1]["end"] - 1e-6:
+            cover.append(r)
+    return cover
+
+
+def transcript_wer(index: Index, corpus: Corpus) -> float | None:
+    """WER of the index's stored transcripts, per recording, over the time its
+    non-overlapping cover spans (the reference words there come from
+    :func:`words_between`; the tail a cover may leave out is not scored)."""
+    rows = index.rows()
+    if not rows or all(r["text"] is None for r in rows):
+        return None
+    by_source: dict[str, list[dict]] = {}
+    for r in rows:
+        by_source.setdefault(os.path.realpath(r["source"]), []).append(r)
+    spoken: dict[str, list[tuple[float, float, str]]] = {}
+    for m in corpus.manifest:
+        spoken.setdefault(os.path.realpath(corpus.root / m["audio"]), []).append(
+            (m["start"], m["end"], m["text"]))
+    refs, hyps = [], []
+    for source, segs in by_source.items():
+        cover = non_overlapping_cover(segs)
+        refs.append(" ".join(words_between(spoken.get(source, []), r["start"], r["end"])
+                             for r in cover))
+        hyps.append(" ".join(r["text"] or "" for r in cover))
+    return wer(refs, hyps)
+
+
+def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
+                segmenter: SegmenterConfig,
+                on_progress: Callable[[str, float], None] | None = None) -> tuple[Index, dict]:
+    """Index the corpus audio (resuming a partial index) and return cumulative timing."""
+    index = Index.create(index_dir, retriever, segmenter)
+    timing_file = index_dir / TIMING_FILE
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else \
+        {"wall_s": 0.0, "audio_s": 0.0, "n_segments": 0}
+    report = index.add_files(corpus.audio_files(), retriever, on_progress=on_progress)
+    if report.failed:
+        raise RuntimeError("corpus audio could not be indexed: "
+                           + "; ".join(f"{p}: {why}" for p, why in report.failed))
+    if report.indexed:
+        timing = {"wall_s": timing["wall_s"] + report.wall_s,
+                  "audio_s": timing["audio_s"] + report.audio_s,
+                  "n_segments": timing["n_segments"] + report.n_segments}
+        timing_file.write_text(json.dumps(timing) + "\n")
+    return index, timing
+
+
+def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
+             segmenter: SegmenterConfig | None = None,
+             retriever: Retriever | None = None,
+             on_progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Index ``corpus`` with ``model`` into ``out/index-<model>`` and score its queries."""
+    segmenter = segmenter or SegmenterConfig()
+    retriever = retriever or retriever_for(model, corpus)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).stem)
+    index_dir = Path(out) / f"index-{safe}"
+    index, timing = build_index(corpus, retriever, index_dir, segmenter, on_progress)
+
+    gold = corpus.gold()
+    ranks: list[int | None] = []
+    per_query: list[dict] = []
+    latencies_ms: list[float] = []
+    for q in corpus.queries:
+        occurrences = gold[q["passage_id"]]
+        t0 = time.perf_counter()
+        vec = retriever.encode_text([q["text"]])
+        hits = index.search(vec, k)[0]
+        latencies_ms.append((time.perf_counter() - t0) * 1000)
+        rank = first_correct_rank(
+            [(os.path.realpath(h.source), h.start, h.end) for h in hits],
+            [(os.path.realpath(o["audio"]), o["start"], o["end"]) for o in occurrences])
+        ranks.append(rank)
+        per_query.append({"id": q["id"], "kind": q["kind"], "voice": occurrences[0]["voice"],
+                          "rank": rank})
+
+    def summary(key: str) -> dict[str, dict]:
+        groups: dict[str, list[int | None]] = {}
+        for r in per_query:
+            groups.setdefault(r[key], []).append(r["rank"])
+        return {g: retrieval_summary(v) for g, v in sorted(groups.items())}
+
+    return {
+        "model": model,
+        "model_spec": spec_of(retriever),
+        "corpus": str(corpus.root),
+        "corpus_config": corpus.config,
+        "segmenter": segmenter.to_dict(),
+        "k": k,
+        "retrieval": {"overall": retrieval_summary(ranks), "by_kind": summary("kind"),
+                      "by_voice": summary("voice")},
+        "indexing": {**timing, "rtf": timing["wall_s"] / max(timing["audio_s"], 1e-9)},
+        "query_latency_ms": {"p50": percentile(latencies_ms, 50),
+                             "p95": percentile(latencies_ms, 95)},
+        "wer": transcript_wer(index, corpus),
+        "queries": per_query,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

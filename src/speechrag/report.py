@@ -1,0 +1,122 @@
+"""What people read: hit tables with mm:ss times, evaluation tables, and the PNG chart
+that compares every evaluation report in a folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from speechrag.index import Hit
+
+REPORT_SUFFIX = ".report.json"
+CHART_FILE = "comparison.png"
+
+
+def mmss(seconds: float | None) -> str:
+    """Seconds -> 'mm:ss' ('h:mm:ss' past an hour); '-' when there is no time."""
+    if seconds is None:
+        return "-"
+    total = int(round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
+    table = Table(title=f"[bold]{query}[/bold]", title_justify="left", show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source")
+    table.add_column("start", justify="right")
+    table.add_column("end", justify="right")
+    table.add_column("text", overflow="fold", max_width=text_width)
+    for i, h in enumerate(hits, start=1):
+        text = (h.text or "")
+        if len(text) > text_width * 2:
+            text = text[: text_width * 2 - 1] + "…"
+        table.add_row(str(i), f"{h.score:.3f}", h.source, mmss(h.start), mmss(h.end), text)
+    return table
+
+
+def _pct(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def eval_table(report: dict[str, Any]) -> Table:
+    r = report["retrieval"]
+    table = Table(title=f"[bold]{report['model']}[/bold] on {report['corpus']}",
+                  title_justify="left")
+    for col in ("queries", "n", "R@1", "R@5", "R@10", "MRR"):
+        table.add_column(col, justify="right" if col != "queries" else "left")
+    rows = [("all", r["overall"])]
+    rows += [(f"kind={k}", v) for k, v in r["by_kind"].items()]
+    rows += [(f"voice={k}", v) for k, v in r["by_voice"].items()]
+    for name, m in rows:
+        table.add_row(name, str(m["n"]), _pct(m["R@1"]), _pct(m["R@5"]), _pct(m["R@10"]),
+                      _pct(m["MRR"]))
+    ix = report["indexing"]
+    lat = report["query_latency_ms"]
+    wer = report.get("wer")
+    table.caption = (f"indexing {ix['wall_s']:.1f} s for {ix['audio_s']:.0f} s of audio "
+                     f"(RTF {ix['rtf']:.3f}); query latency p50 {lat['p50']:.0f} ms, "
+                     f"p95 {lat['p95']:.0f} ms; WER "
+                     + ("-" if wer is None else f"{100 * wer:.1f}%"))
+    return table
+
+
+def write_report(report: dict[str, Any], out: str | Path) -> Path:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(report["model"]).stem)
+    path = out / f"{safe}{REPORT_SUFFIX}"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def load_reports(out: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob(f"*{REPORT_SUFFIX}"))]
+
+
+def plot_reports(out: str | Path) -> Path:
+    """One PNG comparing every report in ``out``: R@1/R@5/R@10/MRR per query kind, and
+    indexing real-time factor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reports = load_reports(out)
+    kinds = sorted({k for r in reports for k in r["retrieval"]["by_kind"]})
+    panels = ["overall", *kinds]
+    metrics = ["R@1", "R@5", "R@10", "MRR"]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 4),
+                             squeeze=False)
+    width = 0.8 / max(len(reports), 1)
+    for ax, panel in zip(axes[0], panels, strict=False):
+        for i, r in enumerate(reports):
+            block = r["retrieval"]["overall"] if panel == "overall" else \
+                r["retrieval"]["by_kind"].get(panel)
+            if block is None:
+                continue
+            xs = [j + i * width for j in range(len(metrics))]
+            ax.bar(xs, [100 * block[m] for m in metrics], width, label=r["model"])
+        ax.set_xticks([j + width * (len(reports) - 1) / 2 for j in range(len(metrics))], metrics)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"queries: {panel}")
+        ax.set_ylabel("%")
+        ax.grid(axis="y", alpha=0.3)
+    ax = axes[0][-1]
+    ax.bar([r["model"] for r in reports], [r["indexing"]["rtf"] for r in reports],
+           color=[f"C{i}" for i in range(len(reports))])
+    ax.set_title("indexing real-time factor (lower is faster)")
+    ax.tick_params(axis="x", rotation=30)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(out) / CHART_FILE
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lancedb
+import pytest
+from typer.testing import CliRunner
+
+from speechrag.cli import app
+
+runner = CliRunner()
+MODEL = ["--model", "cascade-tiny", "--window", "10", "--hop", "5"]
+
+
+@pytest.mark.parametrize("cmd", [[], ["index"], ["search"], ["eval"], ["demo"],
+                                 ["corpus", "build"]])
+def test_help_everywhere(cmd: list[str]) -> None:
+    result = runner.invoke(app, [*cmd, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory, speech_dir) -> Path:
+    ix = tmp_path_factory.mktemp("cli") / "ix"
+    result = runner.invoke(app, ["index", str(speech_dir), "--index", str(ix), *MODEL])
+    assert result.exit_code == 0, result.output
+    return ix
+
+
+def test_search_json_contract(cli_index: Path, speech_dir: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "q1", "text": "molten rock and ash"}\n\n'
+                       '{"id": 7, "text": "baking a loaf"}\n')
+    result = runner.invoke(app, ["search", "--index", str(cli_index), "--queries", str(queries),
+                                 "--k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query_id"] for line in lines] == ["q1", 7]
+    assert lines[0]["query"] == "molten rock and ash"
+    for line in lines:
+        assert len(line["hits"]) == 2
+        for hit in line["hits"]:
+            assert set(hit) == {"source", "start", "end", "score", "text"}
+            assert Path(hit["source"]).parent == speech_dir  # the path as indexed
+            assert 0 <= hit["start"] < hit["end"] and isinstance(hit["score"], float)
+    assert Path(lines[0]["hits"][0]["source"]).stem == "volcano"
+    assert Path(lines[1]["hits"][0]["source"]).stem == "bread"
+
+
+def test_search_table_shows_mmss(cli_index: Path) -> None:
+    result = runner.invoke(app, ["search", "--index", str(cli_index), "--query", "violin"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "00:00" in result.stdout and "violin" in result.stdout
+
+
+def test_bad_queries_line_names_the_line(cli_index: Path, tmp_path: Path) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": 1, "text": "ok"}\n{"id": 2, "text": \n')
+    result = runner.invoke(app, ["search", "--index", str(cli_index), "--queries", str(queries)])
+    assert result.exit_code == 2 and f"{queries}:2" in result.stderr
+    queries.write_text('{"id": 1, "question": "wrong key"}\n')
+    result = runner.invoke(app, ["search", "--index", str(cli_index), "--queries", str(queries)])
+    assert result.exit_code == 2 and f"{queries}:1" in result.stderr
+
+
+def test_search_needs_exactly_one_query_source(cli_index: Path) -> None:
+    result = runner.invoke(app, ["search", "--index", str(cli_index)])
+    assert result.exit_code == 2 and "exactly one" in result.stderr
+
+
+def test_other_model_on_existing_index_is_refused(cli_index: Path, speech_dir: Path) -> None:
+    result = runner.invoke(app, ["index", str(speech_dir), "--index", str(cli_index),
+                                 "--model", "cascade", "--window", "10", "--hop", "5"])
+    assert result.exit_code == 2 and "built with model" in result.stderr
+
+
+def test_nothing_indexable_exits_nonzero_and_reports(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    result = runner.invoke(app, ["index", str(bad), str(tmp_path / "gone.flac"),
+                                 "--index", str(tmp_path / "ix"), *MODEL])
+    assert result.exit_code == 1
+    assert f"{bad}:" in result.stderr and "gone.flac: file not found" in result.stderr
+    assert "2 skipped" in result.stderr
+
+
+def test_kill_9_mid_run_then_resume(tmp_path: Path, speech_dir: Path) -> None:
+    """kill -9 while indexing; the re-run finishes with every file, no duplicates."""
+    src = tmp_path / "audio"
+    src.mkdir()
+    for i in range(4):
+        for wav in sorted(speech_dir.glob("*.wav")):
+            shutil.copy(wav, src / f"{i}-{wav.name}")
+    ix = tmp_path / "ix"
+    cmd = [sys.executable, "-m", "speechrag.cli", "index", str(src), "--index", str(ix), *MODEL]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = lancedb.connect(str(ix)).open_table("files").count_rows()
+        except Exception:  # noqa: BLE001 - tables not created yet
+            done = 0
+        if done >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "indexing finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done < 12
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    table = lancedb.connect(str(ix)).open_table("segments").to_arrow()
+    seg_ids = table.column("id").to_pylist()
+    assert len(seg_ids) == len(set(seg_ids))
+    assert len(set(table.column("source").to_pylist())) == 12
+    # the resumed index equals one built in a single clean run
+    clean = tmp_path / "clean"
+    runner.invoke(app, ["index", str(src), "--index", str(clean), *MODEL])
+    clean_ids = lancedb.connect(str(clean)).open_table("segments").to_arrow().column("id")
+    assert sorted(seg_ids) == sorted(clean_ids.to_pylist())

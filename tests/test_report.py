@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechrag.report import load_reports, mmss, plot_reports, write_report
+
+
+def test_mmss() -> None:
+    assert mmss(0) == "00:00"
+    assert mmss(65.4) == "01:05"
+    assert mmss(3599.6) == "1:00:00"
+    assert mmss(3725) == "1:02:05"
+    assert mmss(None) == "-"
+
+
+def _report(model: str, r1: float) -> dict:
+    block = {"n": 2, "R@1": r1, "R@5": 1.0, "R@10": 1.0, "MRR": r1}
+    return {"model": model, "retrieval": {"overall": block, "by_kind": {"title": block},
+                                          "by_voice": {}},
+            "indexing": {"rtf": 0.1}}
+
+
+def test_reports_and_chart(tmp_path: Path) -> None:
+    write_report(_report("cascade", 0.5), tmp_path)
+    write_report(_report("models/x.json", 1.0), tmp_path)
+    assert [r["model"] for r in load_reports(tmp_path)] == ["cascade", "models/x.json"]
+    png = plot_reports(tmp_path)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
