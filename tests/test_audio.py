@@ -64,6 +64,7 @@ def test_container_through_ffmpeg(tmp_path: Path) -> None:
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), str(m4a)], check=True)
     x = audio.load(m4a)
     assert abs(len(x) / SAMPLE_RATE - 2.0) < 0.1 and abs(peak_hz(x) - 600) < 3
+    assert audio.duration_s(m4a) == pytest.approx(2.0, abs=0.1)
 
 
 def test_duration_from_header(tmp_path: Path) -> None:

@@ -130,4 +130,12 @@ def duration_s(path: str | Path) -> float:
             return info.frames / info.samplerate
     except sf.LibsndfileError:
         pass
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is not None:  # reads the container header: no need to decode hours of audio
+        proc = subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration",
+                               "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+        try:
+            return float(proc.stdout.strip())
+        except ValueError:
+            pass
     return sum(len(b) for b in stream(path)) / SAMPLE_RATE

@@ -97,16 +97,12 @@ def index(
     """Index audio files: segments, embeddings and transcripts go into a LanceDB index.
 
     Re-running adds only new or changed files; an interrupted run resumes."""
-    from speechrag.index import CONFIG_FILE, Index, collect_audio_files
-    from speechrag.retrievers import DEFAULT_MODEL, from_spec, load_retriever
+    from speechrag import open_index
+    from speechrag.index import collect_audio_files
     from speechrag.segment import SegmenterConfig
 
-    segmenter = SegmenterConfig(window_s=window, hop_s=hop, vad=vad)
-    if model is None and (index_dir / CONFIG_FILE).exists():
-        retriever = from_spec(Index.open(index_dir).config.model)
-    else:
-        retriever = load_retriever(model or DEFAULT_MODEL)
-    idx = Index.create(index_dir, retriever, segmenter)
+    idx, retriever = open_index(index_dir, model, SegmenterConfig(window_s=window, hop_s=hop,
+                                                                  vad=vad))
     files, missing = collect_audio_files(paths)
     for path, why in missing:
         err.print(f"[yellow]skipped[/yellow] {path}: {why}", highlight=False)

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from speechrag.audio import AudioError
-from speechrag.retrievers import Retriever, spec_of
+from speechrag.retrievers import Retriever, canonical_spec, spec_of
 from speechrag.segment import Segment, SegmenterConfig, segments
 
 FORMAT_VERSION = 1
@@ -193,7 +193,7 @@ class Index:
         return cls(path, config)
 
     def check_model(self, spec: dict[str, Any]) -> None:
-        if spec != self.config.model:
+        if canonical_spec(spec) != canonical_spec(self.config.model):
             raise IndexConfigError(
                 f"{self.path}: index was built with model {self.config.model}, not {spec}; "
                 "search it with the model that built it, or index into a new directory")

@@ -124,13 +124,29 @@ def resolve_spec(model: str) -> dict[str, Any]:
     return spec
 
 
+CONFIGS: dict[str, type] = {"cascade": CascadeConfig, "gold-text": CascadeConfig}
+
+
+def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec with every config field filled in, so an index written before a field
+    (with a backward-compatible default) was added still matches its own model."""
+    values = dict(spec)
+    kind = values.pop("kind", None)
+    if kind not in CONFIGS:
+        raise ValueError(f"unknown retriever kind {kind!r} (known: {', '.join(CONFIGS)})")
+    return {"kind": kind, **_config_from(CONFIGS[kind], values, f"{kind} model").to_dict()}
+
+
 def from_spec(spec: dict[str, Any]) -> Retriever:
     """Build the retriever a spec describes."""
     values = dict(spec)
     kind = values.pop("kind")
     if kind == "cascade":
         return CascadeRetriever(_config_from(CascadeConfig, values, "cascade model"))
-    raise ValueError(f"unknown retriever kind {kind!r} (known: cascade)")
+    if kind == GoldTextRetriever.kind:  # an evaluator's upper-bound index, searched by text
+        config = _config_from(CascadeConfig, values, "gold-text model")
+        return GoldTextRetriever({}, text_encoder=config.text_encoder)
+    raise ValueError(f"unknown retriever kind {kind!r} (known: cascade, gold-text)")
 
 
 def spec_of(retriever: Retriever) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""speechrag: index recorded speech and find the moments that answer a question.
+
+Quickstart::
+
+    import speechrag
+    speechrag.index_audio(["talks/"], "my-index")            # cascade model by default
+    for hit in speechrag.search("my-index", "who invented the telephone?", k=3):
+        print(hit.source, hit.start, hit.end, hit.score, hit.text)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from speechrag.index import Hit, Index, IndexReport
+    from speechrag.retrievers import Retriever
+    from speechrag.segment import SegmenterConfig
+
+__all__ = ["index_audio", "load_retriever", "open_index", "search"]
+__version__ = "0.1.0"
+
+
+def load_retriever(model: str = "cascade") -> Retriever:
+    """A retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``) or
+    model JSON path."""
+    from speechrag.retrievers import load_retriever as _load
+
+    return _load(model)
+
+
+def open_index(index_dir: str | Path, model: str | None = None,
+               segmenter: SegmenterConfig | None = None) -> tuple[Index, Retriever]:
+    """Open (or create) an index and the retriever that fills it.
+
+    With ``model=None`` an existing index keeps its own model and a new one gets the
+    cascade; naming another model than the index's is an error, never a silent mix.
+    """
+    from speechrag.index import CONFIG_FILE, Index
+    from speechrag.retrievers import DEFAULT_MODEL, from_spec, resolve_spec
+    from speechrag.segment import SegmenterConfig
+
+    index_dir = Path(index_dir)
+    if (index_dir / CONFIG_FILE).exists():
+        existing = Index.open(index_dir)
+        if model is not None:
+            existing.check_model(resolve_spec(model))
+        retriever = from_spec(existing.config.model)
+    else:
+        retriever = load_retriever(model or DEFAULT_MODEL)
+    return Index.create(index_dir, retriever, segmenter or SegmenterConfig()), retriever
+
+
+def index_audio(paths: list[str | Path], index_dir: str | Path, model: str | None = None,
+                segmenter: SegmenterConfig | None = None) -> IndexReport:
+    """Index audio files and folders (recursively); resumable, duplicate-free."""
+    from speechrag.index import collect_audio_files
+
+    index, retriever = open_index(index_dir, model, segmenter)
+    files, missing = collect_audio_files(paths)
+    report = index.add_files(files, retriever)
+    report.failed[:0] = missing
+    return report
+
+
+def search(index_dir: str | Path, question: str, k: int = 10) -> list[Hit]:
+    """Top-k segments for a text question, best first (exact cosine search)."""
+    from speechrag.index import Index
+    from speechrag.retrievers import from_spec
+
+    index = Index.open(index_dir)
+    retriever = from_spec(index.config.model)
+    return index.search(retriever.encode_text([question]), k)[0]
