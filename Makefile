@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml Makefile
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# The README's benchmark table (about 40 minutes on 2 cores).
+# The README's benchmark table (about 30 minutes on 2 cores).
 bench: install
 	$(PY) benchmarks/cascade_wikispoken.py
 

@@ -50,7 +50,7 @@ def test_odd_sample_rate(tmp_path: Path) -> None:
     assert abs(len(x) - 2 * SAMPLE_RATE) <= 2 and abs(peak_hz(x) - 300) < 2
 
 
-@pytest.mark.parametrize("fmt", ["flac", "ogg"])
+@pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
 def test_other_soundfile_formats(tmp_path: Path, fmt: str) -> None:
     path = tmp_path / f"t.{fmt}"
     sf.write(str(path), tone(500, 2.0, 22050), 22050, format=fmt.upper())

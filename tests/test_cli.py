@@ -26,6 +26,11 @@ def test_help_everywhere(cmd: list[str]) -> None:
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("speechrag 0.")
+
+
 @pytest.fixture(scope="module")
 def cli_index(tmp_path_factory, speech_dir) -> Path:
     ix = tmp_path_factory.mktemp("cli") / "ix"
@@ -58,6 +63,12 @@ def test_search_table_shows_mmss(cli_index: Path) -> None:
     result = runner.invoke(app, ["search", "--index", str(cli_index), "--query", "violin"],
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "00:00" in result.stdout and "violin" in result.stdout
+
+
+def test_brackets_in_user_text_are_printed_literally(cli_index: Path) -> None:
+    result = runner.invoke(app, ["search", "--index", str(cli_index), "--query",
+                                 "[bold]lava[/bold] [x]"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "[bold]lava[/bold] [x]" in result.stdout
 
 
 def test_bad_queries_line_names_the_line(cli_index: Path, tmp_path: Path) -> None:

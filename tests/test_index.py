@@ -104,6 +104,9 @@ def test_another_model_or_window_is_refused(tmp_path, speech, tiny_retriever) ->
         Index.open(tmp_path / "ix").check_model(other)
     with pytest.raises(IndexConfigError, match="not a speechrag index"):
         Index.open(tmp_path)
+    with pytest.raises(IndexConfigError, match="new or empty directory"):
+        Index.create(speech, tiny_retriever, WIN)  # the audio folder itself: refused
+    assert sorted(p.name for p in speech.iterdir()) == ["bread.wav", "violin.wav", "volcano.wav"]
 
 
 def test_search_checks_the_dimension(tmp_path, tiny_retriever) -> None:

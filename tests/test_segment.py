@@ -85,3 +85,27 @@ def test_vad_finds_the_speech_between_silences(tmp_path: Path) -> None:
 def test_vad_on_silence_gives_no_segments(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "quiet.wav", np.zeros(8 * SAMPLE_RATE, dtype=np.float32))
     assert list(segments(path, SegmenterConfig(vad=True))) == []
+
+
+def test_hour_long_file_streams_in_bounded_memory(tmp_path: Path) -> None:
+    """One hour at 8 kHz: every window comes out, and memory stays a few windows' worth."""
+    import tracemalloc
+
+    import soundfile as sf
+
+    path = tmp_path / "hour.wav"
+    rate = 8000
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=1, subtype="PCM_16") as f:
+        minute = (0.1 * np.sin(2 * np.pi * 220 * np.arange(60 * rate) / rate)).astype(np.float32)
+        for _ in range(60):
+            f.write(minute)
+    tracemalloc.start()
+    n, last_end = 0, 0.0
+    for seg in fixed_windows(path, window_s=40, hop_s=20):
+        n += 1
+        last_end = seg.end_s
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 179 and last_end == pytest.approx(3600.0)
+    whole_file_mb = 3600 * SAMPLE_RATE * 4 / 2**20  # 220 MB as float32 at 16 kHz
+    assert peak / 2**20 < 0.1 * whole_file_mb

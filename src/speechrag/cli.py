@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +33,7 @@ app.add_typer(corpus_app, name="corpus")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, greppable
-USER_ERRORS = (AudioError, AssetError, VoiceError, ValueError, FileNotFoundError, RuntimeError)
+USER_ERRORS = (AudioError, AssetError, VoiceError, ValueError, FileNotFoundError)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -44,10 +45,8 @@ def user_errors(fn: Callable) -> Callable:
 
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:  # click's Exit is a RuntimeError: let it through untouched
-            raise
         except (*USER_ERRORS, IndexConfigError) as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"error: {e}", style="red", markup=False, highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -79,6 +78,22 @@ def _audio_progress(progress: Progress, files: list[str]) -> Callable[[str, floa
     return on_progress
 
 
+def _version(value: bool) -> None:
+    if value:
+        from speechrag import __version__
+
+        out.print(f"speechrag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """End-to-end speech retrieval: index recorded speech, search it, evaluate retrievers."""
+
+
 # -- index ------------------------------------------------------------------------------------
 
 
@@ -105,12 +120,12 @@ def index(
                                                                   vad=vad))
     files, missing = collect_audio_files(paths)
     for path, why in missing:
-        err.print(f"[yellow]skipped[/yellow] {path}: {why}", highlight=False)
+        err.print(f"skipped {path}: {why}", markup=False, highlight=False)
     with _progress() as progress:
         on_progress = _audio_progress(progress, files)
 
         def on_skip(path: str, why: str) -> None:
-            progress.console.print(f"[yellow]skipped[/yellow] {path}: {why}", highlight=False)
+            progress.console.print(f"skipped {path}: {why}", markup=False, highlight=False)
 
         report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip)
     failed = missing + report.failed
@@ -121,7 +136,7 @@ def index(
     if failed:
         err.print("skipped files:")
         for path, why in failed:
-            err.print(f"  {path}: {why}", highlight=False)
+            err.print(f"  {path}: {why}", markup=False, highlight=False)
     if not report.indexed and not report.unchanged:
         raise typer.Exit(1)
 
@@ -222,7 +237,7 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
     path = write_report(report, out_dir)
     chart = plot_reports(out_dir)
     out.print(eval_table(report))
-    err.print(f"report: {path}\nchart:  {chart}", highlight=False)
+    err.print(f"report: {path}\nchart:  {chart}", markup=False, highlight=False)
     return report
 
 
@@ -255,7 +270,8 @@ def corpus_build(
                          on_progress=lambda d, _t: progress.update(task, completed=d))
     total_s = sum(m["end"] - m["start"] for m in c.manifest)
     err.print(f"{out_dir}: {len(c.manifest)} passages, {len(c.audio_files())} audio file(s), "
-              f"{total_s / 60:.1f} min of speech, {len(c.queries)} queries", highlight=False)
+              f"{total_s / 60:.1f} min of speech, {len(c.queries)} queries",
+              markup=False, highlight=False)
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -278,17 +294,17 @@ def demo(
 
     root = cache_dir() / "demo"
     corpus_dir = root / f"corpus-{passages}"
-    err.print(f"[bold]1/3[/bold] building a WikiSpoken test corpus in {corpus_dir}")
+    err.print(f"[bold]1/3[/bold] building a WikiSpoken test corpus in {escape(str(corpus_dir))}")
     with _progress() as progress:
         task = progress.add_task("speaking passages", total=passages)
         c = build_corpus(CorpusConfig(split="test", passages=passages, per_episode=5), corpus_dir,
                          on_progress=lambda d, _t: progress.update(task, completed=d))
-    err.print(f"[bold]2/3[/bold] indexing {len(c.audio_files())} episodes with {model} "
+    err.print(f"[bold]2/3[/bold] indexing {len(c.audio_files())} episodes with {escape(model)} "
               "and running the benchmark queries")
     eval_dir = root / f"eval-{passages}"
     report = run_eval(corpus_dir, model, eval_dir)
     err.print("[bold]3/3[/bold] a few questions:")
-    index_dir = next(eval_dir.glob("index-*"))
+    index_dir = Path(report["index"])
     idx = Index.open(index_dir)
     retriever = from_spec(idx.config.model)
     questions = [q for q in c.queries if q["kind"] == "description"][:DEMO_QUESTIONS]
@@ -299,7 +315,7 @@ def demo(
     r1 = report["retrieval"]["overall"]["R@1"]
     err.print(f"done: R@1 {100 * r1:.1f}% over {report['retrieval']['overall']['n']} queries. "
               f"Search it yourself:\n  .venv/bin/speechrag search --index {index_dir} "
-              "--query 'your question'", highlight=False)
+              "--query 'your question'", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

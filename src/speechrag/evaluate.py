@@ -33,6 +33,11 @@ GOLD_TEXT = "gold-text"  # the clean-text upper bound: same windows, reference w
 TIMING_FILE = "timing.json"  # cumulative indexing time of an index, across resumed runs
 
 
+def safe_name(model: str) -> str:
+    """A model name or path as a file-name part: ``models/x.json`` -> ``x``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).stem)
+
+
 def retriever_for(model: str, corpus: Corpus) -> Retriever:
     """``gold-text`` needs the corpus; every other model loads by name or path."""
     if model == GOLD_TEXT:
@@ -87,7 +92,7 @@ def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
         {"wall_s": 0.0, "audio_s": 0.0, "n_segments": 0}
     report = index.add_files(corpus.audio_files(), retriever, on_progress=on_progress)
     if report.failed:
-        raise RuntimeError("corpus audio could not be indexed: "
+        raise ValueError("corpus audio could not be indexed: "
                            + "; ".join(f"{p}: {why}" for p, why in report.failed))
     if report.indexed:
         timing = {"wall_s": timing["wall_s"] + report.wall_s,
@@ -104,8 +109,7 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
     """Index ``corpus`` with ``model`` into ``out/index-<model>`` and score its queries."""
     segmenter = segmenter or SegmenterConfig()
     retriever = retriever or retriever_for(model, corpus)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).stem)
-    index_dir = Path(out) / f"index-{safe}"
+    index_dir = Path(out) / f"index-{safe_name(model)}"
     index, timing = build_index(corpus, retriever, index_dir, segmenter, on_progress)
 
     gold = corpus.gold()
@@ -135,6 +139,7 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
         "model": model,
         "model_spec": spec_of(retriever),
         "corpus": str(corpus.root),
+        "index": str(index_dir),
         "corpus_config": corpus.config,
         "segmenter": segmenter.to_dict(),
         "k": k,

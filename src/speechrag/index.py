@@ -186,6 +186,9 @@ class Index:
                     f"{path}: index was cut with {index.config.segmenter}, not "
                     f"{config.segmenter}; use the same --window/--hop/--vad or a new --index")
             return index
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise IndexConfigError(f"{path}: exists and is not a speechrag index; "
+                                   "give --index a new or empty directory")
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / (CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")

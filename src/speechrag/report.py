@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
+from speechrag.evaluate import safe_name
 from speechrag.index import Hit
 
 REPORT_SUFFIX = ".report.json"
@@ -27,10 +29,10 @@ def mmss(seconds: float | None) -> str:
 
 
 def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
-    table = Table(title=f"[bold]{query}[/bold]", title_justify="left", show_lines=False)
+    table = Table(title=Text(query, style="bold"), title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("source")
+    table.add_column("source", overflow="fold")
     table.add_column("start", justify="right")
     table.add_column("end", justify="right")
     table.add_column("text", overflow="fold", max_width=text_width)
@@ -38,7 +40,8 @@ def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
         text = (h.text or "")
         if len(text) > text_width * 2:
             text = text[: text_width * 2 - 1] + "…"
-        table.add_row(str(i), f"{h.score:.3f}", h.source, mmss(h.start), mmss(h.end), text)
+        table.add_row(str(i), f"{h.score:.3f}", Text(h.source), mmss(h.start), mmss(h.end),
+                      Text(text))
     return table
 
 
@@ -48,7 +51,7 @@ def _pct(x: float) -> str:
 
 def eval_table(report: dict[str, Any]) -> Table:
     r = report["retrieval"]
-    table = Table(title=f"[bold]{report['model']}[/bold] on {report['corpus']}",
+    table = Table(title=Text(f"{report['model']} on {report['corpus']}", style="bold"),
                   title_justify="left")
     for col in ("queries", "n", "R@1", "R@5", "R@10", "MRR"):
         table.add_column(col, justify="right" if col != "queries" else "left")
@@ -56,7 +59,7 @@ def eval_table(report: dict[str, Any]) -> Table:
     rows += [(f"kind={k}", v) for k, v in r["by_kind"].items()]
     rows += [(f"voice={k}", v) for k, v in r["by_voice"].items()]
     for name, m in rows:
-        table.add_row(name, str(m["n"]), _pct(m["R@1"]), _pct(m["R@5"]), _pct(m["R@10"]),
+        table.add_row(Text(name), str(m["n"]), _pct(m["R@1"]), _pct(m["R@5"]), _pct(m["R@10"]),
                       _pct(m["MRR"]))
     ix = report["indexing"]
     lat = report["query_latency_ms"]
@@ -71,8 +74,7 @@ def eval_table(report: dict[str, Any]) -> Table:
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(report["model"]).stem)
-    path = out / f"{safe}{REPORT_SUFFIX}"
+    path = out / f"{safe_name(report['model'])}{REPORT_SUFFIX}"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
 
@@ -114,8 +116,9 @@ def plot_reports(out: str | Path) -> Path:
            color=[f"C{i}" for i in range(len(reports))])
     ax.set_title("indexing real-time factor (lower is faster)")
     ax.tick_params(axis="x", rotation=30)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=max(len(reports), 1), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     path = Path(out) / CHART_FILE
     fig.savefig(path, dpi=110)
     plt.close(fig)
