@@ -1,7 +1,10 @@
 """The pretrained sentence encoder that embeds transcripts, passages and questions.
 
 A thin wrapper over sentence-transformers: ``encode(texts) -> (N, D)`` float32,
-L2-normalized, so a dot product is the cosine similarity.
+L2-normalized, so a dot product is the cosine similarity. For CLSR it also takes
+input embeddings instead of token ids (:meth:`TextEncoder.encode_embeddings`),
+pooled the way the model pools, so "text-like" embeddings from speech land in the
+same space as the questions.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 
 from speechrag.assets import resolve
 
@@ -40,3 +44,50 @@ class TextEncoder:
                                 normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
         return np.asarray(emb, dtype=np.float32)
+
+    # -- the differentiable path CLSR uses ---------------------------------------------------
+
+    @property
+    def transformer(self) -> torch.nn.Module:
+        """The underlying Hugging Face model (BERT-like: accepts ``inputs_embeds``)."""
+        return self.model[0].auto_model
+
+    @property
+    def word_embeddings(self) -> torch.Tensor:
+        """(V, E) input word-embedding matrix, indexed by the tokenizer's ids."""
+        return self.transformer.get_input_embeddings().weight
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Tokenizer ids without special tokens (the targets a CLSR decoder predicts)."""
+        return self.model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def encode_embeddings(self, embeds: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+        """embeds (B, N, E) word-level input embeddings, n_tokens (B,) -> (B, dim) unit norm.
+
+        [CLS] and [SEP] are added around each row as the tokenizer would, then the
+        transformer runs on the embeddings and the result is pooled (mean or CLS, as the
+        model's Pooling module says) and normalized. Gradients flow to ``embeds``.
+        """
+        tok = self.model.tokenizer
+        b, n, _ = embeds.shape
+        table = self.word_embeddings
+        cls = table[tok.cls_token_id].to(embeds.dtype)
+        sep = table[tok.sep_token_id].to(embeds.dtype)
+        pad = table[tok.pad_token_id].to(embeds.dtype)
+        length = n_tokens.long() + 2
+        pos = torch.arange(n + 2, device=embeds.device)[None]  # (1, N + 2)
+        body = torch.cat([embeds.new_zeros(b, 1, embeds.shape[2]), embeds,
+                          embeds.new_zeros(b, 1, embeds.shape[2])], dim=1)
+        is_cls = (pos == 0)[..., None]
+        is_sep = (pos == length[:, None] - 1)[..., None]
+        is_pad = (pos >= length[:, None])[..., None]
+        x = torch.where(is_cls, cls, torch.where(is_sep, sep, torch.where(is_pad, pad, body)))
+        mask = (pos < length[:, None]).long()
+        hidden = self.transformer(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        pooling = self.model[1]
+        if getattr(pooling, "pooling_mode_cls_token", False):
+            pooled = hidden[:, 0]
+        else:
+            m = mask[..., None].to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        return torch.nn.functional.normalize(pooled, dim=-1)

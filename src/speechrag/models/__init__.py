@@ -1,0 +1,1 @@
+"""The neural parts of the end-to-end retrievers, one file per concept."""

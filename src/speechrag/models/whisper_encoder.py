@@ -1,0 +1,168 @@
+"""Whisper's audio encoder in plain PyTorch, loaded from the packaged CTranslate2 weights.
+
+Robust Speech Recognition via Large-Scale Weak Supervision (Radford et al., 2022),
+https://arxiv.org/abs/2212.04356. Every speechrag model shares this encoder, so the
+cascade vs end-to-end comparison is about the method, not the encoder.
+
+Unlike Whisper's own inference, it runs on the actual audio length (no padding of
+a 5 s clip to 30 s), so cost follows audio length; audio longer than 30 s is encoded
+in 30 s chunks whose states are concatenated, so no tail is lost.
+
+Shapes: B batch, F = 80 mel bins, T mel frames (100 per second), S = ceil(T / 2)
+encoder states (50 per second), D model width (384 tiny, 512 base).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechrag.assets import resolve
+from speechrag.ct2 import read_ct2
+
+N_MELS = 80
+HOP_SAMPLES = 160  # 10 ms mel hop: 100 frames per second
+MAX_FRAMES = 3000  # 30 s: Whisper's positional table covers 1500 states
+FRAMES_PER_STATE = 2  # conv2 has stride 2
+
+
+@dataclass(frozen=True)
+class WhisperEncoderConfig:
+    """Dimensions read off the weights; saved in checkpoints beside the asset name."""
+
+    n_state: int
+    n_head: int
+    n_layer: int
+    n_ctx: int = MAX_FRAMES // FRAMES_PER_STATE
+    n_mels: int = N_MELS
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.attn_ln = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.mlp_ln = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None) -> torch.Tensor:
+        """x (B, S, D); key_padding (B, S) True where a state is padding."""
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.attn_ln(x)).split(d, dim=-1)
+        q, k, v = (t.view(b, s, self.n_head, d // self.n_head).transpose(1, 2) for t in (q, k, v))
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.out(a.transpose(1, 2).reshape(b, s, d))
+        return x + self.mlp(self.mlp_ln(x))
+
+
+class WhisperEncoder(nn.Module):
+    """conv1 -> GELU -> conv2 (stride 2) -> GELU -> + positions -> blocks -> LayerNorm."""
+
+    def __init__(self, config: WhisperEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.n_state
+        self.conv1 = nn.Conv1d(config.n_mels, d, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+        self.register_buffer("positions", torch.zeros(config.n_ctx, d))
+        self.blocks = nn.ModuleList(_Block(d, config.n_head) for _ in range(config.n_layer))
+        self.ln_post = nn.LayerNorm(d)
+
+    def forward(self, mel: torch.Tensor, n_frames: torch.Tensor | None = None,
+                return_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """mel (B, F, T) with T <= 3000 -> states (B, S, D), S = ceil(T / 2).
+
+        n_frames (B,): true frame counts when the batch is padded; padded states are
+        masked out of attention. With ``return_layers`` the output of every block
+        (before the final LayerNorm) is returned too, last one normed: a list of n_layer.
+        """
+        if mel.shape[-1] > MAX_FRAMES:
+            raise ValueError(f"{mel.shape[-1]} frames > {MAX_FRAMES}: use encode_long()")
+        x = F.gelu(self.conv1(mel))
+        if n_frames is not None:  # conv2 must see zeros past the end, as in a lone run
+            x = x * (torch.arange(x.shape[-1], device=x.device)[None] < n_frames[:, None])[:, None]
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        x = x + self.positions[: x.shape[1]].to(x.dtype)
+        key_padding = None
+        if n_frames is not None:
+            n_states = (n_frames + FRAMES_PER_STATE - 1) // FRAMES_PER_STATE
+            key_padding = torch.arange(x.shape[1], device=x.device)[None] >= n_states[:, None]
+        layers = []
+        for block in self.blocks:
+            x = block(x, key_padding)
+            layers.append(x)
+        x = self.ln_post(x)
+        if return_layers:
+            return [*layers[:-1], x]
+        return x
+
+    def encode_long(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (F, T) of any length -> states (ceil(T / 2), D): 30 s chunks, concatenated."""
+        chunks = [mel[:, i:i + MAX_FRAMES] for i in range(0, mel.shape[-1], MAX_FRAMES)]
+        return torch.cat([self(c[None])[0] for c in chunks], dim=0)
+
+    @classmethod
+    def from_ct2(cls, model_dir: str | Path) -> WhisperEncoder:
+        """Build from a CTranslate2 Whisper directory (``model.bin``)."""
+        w = read_ct2(Path(model_dir) / "model.bin", keep=lambda n: n.startswith("encoder/"))
+        n_layer = 1 + max(int(k.split("/")[1].split("_")[1]) for k in w
+                          if k.startswith("encoder/layer_") and "layer_norm" not in k.split("/")[1])
+        n_state = w["encoder/conv1/weight"].shape[0]
+        config = WhisperEncoderConfig(n_state=n_state, n_head=int(w["encoder/num_heads"]),
+                                      n_layer=n_layer,
+                                      n_ctx=w["encoder/position_encodings/encodings"].shape[0])
+        model = cls(config)
+        state = {"conv1.weight": "conv1/weight", "conv1.bias": "conv1/bias",
+                 "conv2.weight": "conv2/weight", "conv2.bias": "conv2/bias",
+                 "positions": "position_encodings/encodings",
+                 "ln_post.weight": "layer_norm/gamma", "ln_post.bias": "layer_norm/beta"}
+        for i in range(n_layer):
+            p = f"layer_{i}"
+            state |= {
+                f"blocks.{i}.attn_ln.weight": f"{p}/self_attention/layer_norm/gamma",
+                f"blocks.{i}.attn_ln.bias": f"{p}/self_attention/layer_norm/beta",
+                f"blocks.{i}.qkv.weight": f"{p}/self_attention/linear_0/weight",
+                f"blocks.{i}.qkv.bias": f"{p}/self_attention/linear_0/bias",
+                f"blocks.{i}.out.weight": f"{p}/self_attention/linear_1/weight",
+                f"blocks.{i}.out.bias": f"{p}/self_attention/linear_1/bias",
+                f"blocks.{i}.mlp_ln.weight": f"{p}/ffn/layer_norm/gamma",
+                f"blocks.{i}.mlp_ln.bias": f"{p}/ffn/layer_norm/beta",
+                f"blocks.{i}.mlp.0.weight": f"{p}/ffn/linear_0/weight",
+                f"blocks.{i}.mlp.0.bias": f"{p}/ffn/linear_0/bias",
+                f"blocks.{i}.mlp.2.weight": f"{p}/ffn/linear_1/weight",
+                f"blocks.{i}.mlp.2.bias": f"{p}/ffn/linear_1/bias",
+            }
+        tensors = {ours: w[f"encoder/{theirs}"].float() for ours, theirs in state.items()}
+        model.load_state_dict(tensors, strict=True)
+        return model.eval()
+
+    @classmethod
+    def load(cls, name: str = "whisper-base") -> WhisperEncoder:
+        """By asset name (``whisper-base``, ``whisper-tiny.en``) or CTranslate2 directory."""
+        return cls.from_ct2(resolve(name))
+
+
+class LogMel:
+    """Whisper's log-mel features (faster-whisper's extractor) on the actual length."""
+
+    def __init__(self) -> None:
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        self.extractor = FeatureExtractor(feature_size=N_MELS)
+
+    def __call__(self, samples: np.ndarray) -> torch.Tensor:
+        """samples (n,) float32 at 16 kHz -> mel (F, T), T = n // 160."""
+        n_frames = max(1, len(samples) // HOP_SAMPLES)
+        mel = self.extractor(np.asarray(samples, dtype=np.float32), padding=HOP_SAMPLES)
+        return torch.from_numpy(np.ascontiguousarray(mel[:, :n_frames])).float()
