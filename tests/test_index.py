@@ -123,3 +123,15 @@ def test_hostile_file_names(tmp_path, speech, tiny_retriever) -> None:
     index.add_files([str(odd)], tiny_retriever)
     index.add_files([str(odd)], tiny_retriever)
     assert index.indexed_files() == [str(odd)] and len(set(ids(index))) == len(ids(index))
+
+
+def test_a_second_writer_is_refused_clearly(tmp_path, speech, tiny_retriever) -> None:
+    import fcntl
+
+    index = Index.create(tmp_path / "ix", tiny_retriever, WIN)
+    with open(tmp_path / "ix" / ".writer.lock", "w") as held:  # as another process would
+        fcntl.flock(held, fcntl.LOCK_EX)
+        other = Index.open(tmp_path / "ix")
+        with pytest.raises(IndexConfigError, match="another process is indexing"):
+            other.add_files([str(speech / "violin.wav")], tiny_retriever)
+    assert len(index.add_files([str(speech / "violin.wav")], tiny_retriever).indexed) == 1

@@ -3,6 +3,7 @@
 Layout of an index directory::
 
     index.json        IndexConfig: the model spec, how audio was cut, the dimension
+    .writer.lock      held (flock) by the one process adding files
     segments.lance    one row per segment: id, source, path_key, start, end, vector, text
     files.lance       one row per fully indexed file: path_key, source, size, mtime_ns
 
@@ -19,12 +20,14 @@ Search is exact cosine top-k (LanceDB flat scan, no ANN index), correctness firs
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +43,7 @@ from speechrag.segment import Segment, SegmenterConfig, segments
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "index.json"
+LOCK_FILE = ".writer.lock"
 ENCODE_BATCH = 8  # segments encoded at once: bounds memory to a few minutes of audio
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma",
                     ".aiff", ".aif", ".webm", ".mp4", ".mkv"}
@@ -220,6 +224,27 @@ class Index:
         on_skip(path, reason) when a file cannot be indexed.
         """
         self.check_model(spec_of(retriever))
+        with self._writer_lock():
+            return self._add_files(paths, retriever, on_progress, on_skip)
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer at a time (the resume logic assumes it). An OS lock: the kernel
+        drops it when the holder dies, even by ``kill -9``, so it never goes stale."""
+        with open(self.path / LOCK_FILE, "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexConfigError(f"{self.path}: another process is indexing into it; "
+                                       "wait for it to finish") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _add_files(self, paths: list[str], retriever: Retriever,
+                   on_progress: Callable[[str, float], None] | None,
+                   on_skip: Callable[[str, str], None] | None) -> IndexReport:
         segmenter = SegmenterConfig(**self.config.segmenter)
         report = IndexReport()
         recorded = self._recorded()
