@@ -86,6 +86,14 @@ def test_search_needs_exactly_one_query_source(cli_index: Path) -> None:
     assert result.exit_code == 2 and "exactly one" in result.stderr
 
 
+def test_rerun_keeps_the_index_cut_unless_told(cli_index: Path, speech_dir: Path) -> None:
+    result = runner.invoke(app, ["index", str(speech_dir), "--index", str(cli_index)])
+    assert result.exit_code == 0 and "3 unchanged" in result.stderr
+    result = runner.invoke(app, ["index", str(speech_dir), "--index", str(cli_index),
+                                 "--window", "30"])
+    assert result.exit_code == 2 and "cut with" in result.stderr
+
+
 def test_other_model_on_existing_index_is_refused(cli_index: Path, speech_dir: Path) -> None:
     result = runner.invoke(app, ["index", str(speech_dir), "--index", str(cli_index),
                                  "--model", "cascade", "--window", "10", "--hop", "5"])

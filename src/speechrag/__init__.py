@@ -34,8 +34,9 @@ def open_index(index_dir: str | Path, model: str | None = None,
                segmenter: SegmenterConfig | None = None) -> tuple[Index, Retriever]:
     """Open (or create) an index and the retriever that fills it.
 
-    With ``model=None`` an existing index keeps its own model and a new one gets the
-    cascade; naming another model than the index's is an error, never a silent mix.
+    With ``model=None`` / ``segmenter=None`` an existing index keeps its own model and
+    cut, and a new one gets the cascade and 40 s windows with a 20 s hop; naming another
+    model or cut than the index's is an error, never a silent mix.
     """
     from speechrag.index import CONFIG_FILE, Index
     from speechrag.retrievers import DEFAULT_MODEL, from_spec, resolve_spec
@@ -47,6 +48,7 @@ def open_index(index_dir: str | Path, model: str | None = None,
         if model is not None:
             existing.check_model(resolve_spec(model))
         retriever = from_spec(existing.config.model)
+        segmenter = segmenter or SegmenterConfig(**existing.config.segmenter)
     else:
         retriever = load_retriever(model or DEFAULT_MODEL)
     return Index.create(index_dir, retriever, segmenter or SegmenterConfig()), retriever

@@ -104,8 +104,10 @@ def index(
     index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
     model: Annotated[str | None, typer.Option(
         help="Model preset or model JSON (default: the index's model, else cascade).")] = None,
-    window: Annotated[float, typer.Option(help="Window length, seconds.")] = 40.0,
-    hop: Annotated[float, typer.Option(help="Hop between windows, seconds.")] = 20.0,
+    window: Annotated[float | None, typer.Option(
+        help="Window length, seconds (default: the index's, else 40).")] = None,
+    hop: Annotated[float | None, typer.Option(
+        help="Hop between windows, seconds (default: the index's, else window / 2).")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="Cut at speech pauses (silero-vad), "
                                       "segments up to --window seconds.")] = False,
 ) -> None:
@@ -116,8 +118,12 @@ def index(
     from speechrag.index import collect_audio_files
     from speechrag.segment import SegmenterConfig
 
-    idx, retriever = open_index(index_dir, model, SegmenterConfig(window_s=window, hop_s=hop,
-                                                                  vad=vad))
+    segmenter = None
+    if window is not None or hop is not None or vad:
+        window = window if window is not None else 40.0
+        segmenter = SegmenterConfig(window_s=window, hop_s=hop if hop is not None else window / 2,
+                                    vad=vad)
+    idx, retriever = open_index(index_dir, model, segmenter)
     files, missing = collect_audio_files(paths)
     for path, why in missing:
         err.print(f"skipped {path}: {why}", markup=False, highlight=False)

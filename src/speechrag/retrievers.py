@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from speechrag.cascade import CascadeConfig, CascadeRetriever
+from speechrag.clsr_retriever import ClsrSpec, file_sha256
 from speechrag.segment import Segment
 from speechrag.text_encoder import TextEncoder
 
@@ -112,9 +113,11 @@ def resolve_spec(model: str) -> dict[str, Any]:
     """A model name or path -> spec dict ``{"kind": ..., **config}``."""
     preset = PRESETS_DIR / f"{model}.json"
     path = preset if preset.is_file() else Path(model)
+    if path.suffix == ".pt" and path.is_file():  # a trained CLSR checkpoint
+        return {"kind": "clsr", "checkpoint": str(path.resolve()), "sha256": file_sha256(path)}
     if not path.is_file():
-        raise ValueError(f"unknown model {model!r}: use one of {preset_names()} "
-                         "or a path to a model JSON file")
+        raise ValueError(f"unknown model {model!r}: use one of {preset_names()}, "
+                         "a model JSON file or a CLSR checkpoint (.pt)")
     try:
         spec = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -124,7 +127,8 @@ def resolve_spec(model: str) -> dict[str, Any]:
     return spec
 
 
-CONFIGS: dict[str, type] = {"cascade": CascadeConfig, "gold-text": CascadeConfig}
+CONFIGS: dict[str, type] = {"cascade": CascadeConfig, "gold-text": CascadeConfig,
+                            "clsr": ClsrSpec}
 
 
 def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -143,10 +147,14 @@ def from_spec(spec: dict[str, Any]) -> Retriever:
     kind = values.pop("kind")
     if kind == "cascade":
         return CascadeRetriever(_config_from(CascadeConfig, values, "cascade model"))
+    if kind == "clsr":
+        from speechrag.clsr_retriever import ClsrRetriever
+
+        return ClsrRetriever(_config_from(ClsrSpec, values, "clsr model"))
     if kind == GoldTextRetriever.kind:  # an evaluator's upper-bound index, searched by text
         config = _config_from(CascadeConfig, values, "gold-text model")
         return GoldTextRetriever({}, text_encoder=config.text_encoder)
-    raise ValueError(f"unknown retriever kind {kind!r} (known: cascade, gold-text)")
+    raise ValueError(f"unknown retriever kind {kind!r} (known: {', '.join(CONFIGS)})")
 
 
 def spec_of(retriever: Retriever) -> dict[str, Any]:
@@ -155,6 +163,6 @@ def spec_of(retriever: Retriever) -> dict[str, Any]:
 
 
 def load_retriever(model: str = DEFAULT_MODEL) -> Retriever:
-    """Load a retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``)
-    or by the path of a model JSON file."""
+    """Load a retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``),
+    the path of a model JSON file, or the path of a trained CLSR checkpoint (``.pt``)."""
     return from_spec(resolve_spec(model))

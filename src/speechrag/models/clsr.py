@@ -1,0 +1,171 @@
+"""CLSR: the end-to-end contrastive language-speech retriever, assembled.
+
+End-to-end Contrastive Language-Speech Pretraining Model For Long-form Spoken
+Question Answering (Hu et al., 2025), https://arxiv.org/abs/2511.09282
+(../shared/papers/000).
+
+    Whisper encoder states (B, S, D_enc)            frozen, cached on disk in training
+      -> Linear to D                                 trained
+      -> CIF (alphas, integrate-and-fire) (B, N, D)  trained
+      -> NAR decoder -> logits (B, N, V)             trained; V = text tokenizer's vocabulary
+      -> VQ adaptor (one-hot, straight-through) -> word embeddings (B, N, E)
+      -> pretrained text encoder -> (B, E_out)       frozen; gradients pass through it
+
+Questions go through the same text encoder as text. Loss (CLSR's L_total):
+(1 - a - b) CE + a |sum(alpha) - N| + b InfoNCE. A checkpoint holds the config and
+only the trained weights; the pretrained parts are named by asset and checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechrag.losses import ClsrLoss
+from speechrag.models.cif import CifPredictor
+from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
+from speechrag.models.quantizer import VQAdaptor
+from speechrag.text_encoder import TextEncoder
+
+CHECKPOINT_FORMAT = 1
+IGNORE = -100  # target id on padding
+
+
+@dataclass(frozen=True)
+class ClsrConfig:
+    """Everything that defines a CLSR model. Saved in every checkpoint."""
+
+    whisper: str = "whisper-base"
+    text_encoder: str = "all-MiniLM-L6-v2"
+    d_encoder: int = 512  # width of the Whisper states (384 tiny, 512 base)
+    decoder: NarDecoderConfig = field(default_factory=NarDecoderConfig)
+    cif_bias_init: float = -2.5
+    tail_threshold: float = 0.5
+    vq_temperature: float = 0.1
+    loss_a: float = 1 / 3  # CIF quantity (MAE)
+    loss_b: float = 1 / 3  # contrastive NLL
+    nce_temperature: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ClsrConfig:
+        """Unknown keys are an error (a misspelled setting must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"CLSR config: unknown key(s) {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        if isinstance(values.get("decoder"), dict):
+            dec = values["decoder"]
+            dec_known = {f.name for f in fields(NarDecoderConfig)}
+            if set(dec) - dec_known:
+                raise ValueError(f"CLSR decoder config: unknown key(s) "
+                                 f"{sorted(set(dec) - dec_known)}")
+            values["decoder"] = NarDecoderConfig(**dec)
+        return cls(**values)
+
+
+class ClsrModel(nn.Module):
+    """The trained parts (projection, CIF, decoder) around a frozen text encoder."""
+
+    def __init__(self, config: ClsrConfig, text: TextEncoder) -> None:
+        super().__init__()
+        self.config = config
+        self.text = text
+        self.text_model = text.model  # registered, so .to(device) moves it; never trained
+        for p in self.text_model.parameters():
+            p.requires_grad_(False)
+        self.text_model.eval()
+        words = text.word_embeddings.detach()
+        d = config.decoder.d_model
+        self.proj = nn.Linear(config.d_encoder, d)
+        self.cif = CifPredictor(d, bias_init=config.cif_bias_init,
+                                tail_threshold=config.tail_threshold)
+        self.decoder = NarDecoder(config.decoder, d_encoder=d, word_embeddings=words)
+        self.vq = VQAdaptor(words, config.vq_temperature)
+        self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
+
+    def train(self, mode: bool = True) -> ClsrModel:
+        super().train(mode)
+        self.text_model.eval()  # frozen: no dropout in the text encoder, ever
+        return self
+
+    def forward(self, states: torch.Tensor, state_mask: torch.Tensor,
+                target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """states (B, S, D_enc), state_mask (B, S) True on real states; target_lengths (B,)
+        in training (CIF fires exactly that many tokens) or None (CIF counts).
+
+        -> logits (B, N, V), n_tokens (B,), alphas (B, S) raw, token_ids (B, N),
+        speech_emb (B, E_out) unit norm.
+        """
+        h = self.proj(states)
+        tokens, n_tokens, alphas = self.cif(h, state_mask, target_lengths)
+        logits = self.decoder(tokens, n_tokens, h, state_mask)
+        embeds, ids = self.vq(logits)
+        speech = self.text.encode_embeddings(embeds, n_tokens)
+        return {"logits": logits, "n_tokens": n_tokens, "alphas": alphas, "token_ids": ids,
+                "speech_emb": speech}
+
+    def training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
+                      targets: torch.Tensor, query_ids: torch.Tensor,
+                      query_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """targets (B, N) token ids of the transcript, IGNORE on padding; query_ids (B, Q)
+        and query_lengths (B,): the paired questions (row i answers with audio i)."""
+        lengths = (targets != IGNORE).sum(dim=1)
+        out = self(states, state_mask, lengths)
+        with torch.no_grad():
+            q = self.text.encode_embeddings(self.text.word_embeddings[query_ids.clamp(min=0)],
+                                            query_lengths)
+        parts = self.loss(out["logits"], targets, out["alphas"], lengths, q, out["speech_emb"])
+        correct = (out["token_ids"] == targets) & (targets != IGNORE)
+        parts["token_acc"] = correct.sum() / lengths.sum().clamp(min=1)
+        return parts
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes: the frozen text encoder and the word-embedding
+        copies are rebuilt from their assets at load time."""
+        frozen = ("text_model.", "vq.word_embeddings", "decoder.word_embeddings")
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write config + trained weights + the text encoder's embedding checksum."""
+        payload = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+                   "state": self.trained_state_dict(), "word_embeddings_sha256": _digest(
+                       self.text.word_embeddings), **(extra or {})}
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, text: TextEncoder | None = None) -> ClsrModel:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: CLSR checkpoint format {payload.get('format')}, "
+                             f"this speechrag reads {CHECKPOINT_FORMAT}")
+        config = ClsrConfig.from_dict(payload["config"])
+        text = text or TextEncoder(config.text_encoder)
+        if _digest(text.word_embeddings) != payload["word_embeddings_sha256"]:
+            raise ValueError(f"{path}: trained against another copy of {config.text_encoder} "
+                             "(word-embedding checksum differs)")
+        model = cls(config, text)
+        absent = sorted(set(model.trained_state_dict()) - set(payload["state"]))
+        try:
+            _, unexpected = model.load_state_dict(payload["state"], strict=False)
+        except RuntimeError as err:  # shape mismatch
+            raise ValueError(f"{path}: weights do not fit the config ({err})") from err
+        if absent or unexpected:
+            raise ValueError(f"{path}: weights do not fit the config "
+                             f"(missing {absent[:3]}, unexpected {unexpected[:3]})")
+        return model.eval()
+
+
+def _digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrag import audio
+from speechrag.models.clsr import IGNORE, ClsrConfig, ClsrModel
+from speechrag.models.nar_decoder import NarDecoderConfig
+from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
+from speechrag.text_encoder import TextEncoder
+
+from ..conftest import TOPICS
+
+QUESTIONS = ["where does lava come from", "a bowed string instrument", "what is baked from flour"]
+SMALL = ClsrConfig(whisper="whisper-tiny.en", d_encoder=384,
+                   decoder=NarDecoderConfig(d_model=64, n_layer=2, n_head=2, d_ff=128,
+                                            dropout=0.0))
+
+
+def pad_ids(rows: list[list[int]]) -> torch.Tensor:
+    n = max(len(r) for r in rows)
+    return torch.tensor([r + [IGNORE] * (n - len(r)) for r in rows])
+
+
+@pytest.fixture(scope="module")
+def text() -> TextEncoder:
+    return TextEncoder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def batch(speech_dir: Path, text: TextEncoder) -> dict[str, torch.Tensor]:
+    """Real Whisper tiny.en states of the three recordings, padded, with their targets."""
+    enc, mel = WhisperEncoder.load("whisper-tiny.en"), LogMel()
+    with torch.no_grad():
+        states = [enc(mel(audio.load(speech_dir / f"{k}.wav"))[None])[0] for k in TOPICS]
+    s = max(len(x) for x in states)
+    padded = torch.stack([torch.nn.functional.pad(x, (0, 0, 0, s - len(x))) for x in states])
+    mask = torch.arange(s)[None] < torch.tensor([len(x) for x in states])[:, None]
+    q = text.token_ids(QUESTIONS)
+    return {"states": padded, "state_mask": mask,
+            "targets": pad_ids(text.token_ids(list(TOPICS.values()))),
+            "query_ids": pad_ids(q).clamp(min=0),
+            "query_lengths": torch.tensor([len(r) for r in q])}
+
+
+def test_forward_shapes(text: TextEncoder, batch: dict) -> None:
+    model = ClsrModel(SMALL, text).eval()
+    with torch.no_grad():
+        out = model(batch["states"], batch["state_mask"])
+    b, n = out["token_ids"].shape
+    assert b == 3 and out["logits"].shape == (3, n, text.word_embeddings.shape[0])
+    assert out["speech_emb"].shape == (3, 384)
+    torch.testing.assert_close(out["speech_emb"].norm(dim=1), torch.ones(3))
+    assert torch.all(out["alphas"][~batch["state_mask"]] == 0)
+
+
+@pytest.fixture(scope="module")
+def trained(text: TextEncoder, batch: dict, tmp_path_factory) -> tuple[ClsrModel, dict, Path]:
+    """120 steps on three real utterances; returns the model, first-step losses, checkpoint."""
+    torch.manual_seed(0)
+    model = ClsrModel(SMALL, text).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    first: dict[str, float] = {}
+    for _ in range(120):
+        parts = model.training_loss(**batch)
+        first = first or {k: float(v.detach()) for k, v in parts.items()}
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+    last = {k: float(v.detach()) for k, v in parts.items()}
+    path = tmp_path_factory.mktemp("ckpt") / "clsr.pt"
+    model.save(path, extra={"step": 120})
+    return model.eval(), {"first": first, "last": last}, path
+
+
+def test_learns_real_utterances(trained) -> None:
+    model, losses, _ = trained
+    assert all(not p.requires_grad for p in model.text_model.parameters())
+    assert losses["last"]["ce"] < 0.3 * losses["first"]["ce"]
+    assert losses["last"]["token_acc"] > 0.8
+    assert losses["last"]["mae"] < losses["first"]["mae"]
+
+
+def test_checkpoint_round_trip(trained, text: TextEncoder, batch: dict) -> None:
+    model, _, path = trained
+    assert path.stat().st_size < 12 * 2**20  # trained parts only
+    loaded = ClsrModel.load(path, text)
+    with torch.no_grad():
+        a = model(batch["states"], batch["state_mask"])
+        b = loaded(batch["states"], batch["state_mask"])
+    torch.testing.assert_close(a["logits"], b["logits"])
+    assert torch.equal(a["token_ids"], b["token_ids"])
+
+
+def test_checkpoint_indexes_and_searches(trained, speech_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import speechrag
+    from speechrag.index import IndexConfigError
+    from speechrag.segment import SegmenterConfig
+
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(trained[2], ckpt)
+    seg = SegmenterConfig(window_s=10, hop_s=5)
+    report = speechrag.index_audio([speech_dir], tmp_path / "ix", model=str(ckpt),
+                                   segmenter=seg)
+    assert len(report.indexed) == 3 and not report.failed
+    hits = speechrag.search(tmp_path / "ix", "a bowed string instrument", k=3)
+    assert len(hits) == 3 and all(isinstance(h.text, str) for h in hits)
+    index, _ = speechrag.open_index(tmp_path / "ix")
+    assert index.config.model["kind"] == "clsr"
+    with open(ckpt, "ab") as f:  # the checkpoint changes under the index
+        f.write(b"\0")
+    with pytest.raises((IndexConfigError, ValueError), match="changed|built with model"):
+        speechrag.index_audio([speech_dir], tmp_path / "ix", model=str(ckpt), segmenter=seg)
+
+
+def test_config_round_trip_and_unknown_keys() -> None:
+    assert ClsrConfig.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(ValueError, match="unknown key"):
+        ClsrConfig.from_dict({"whsiper": "whisper-base"})
+    with pytest.raises(ValueError, match="decoder config"):
+        ClsrConfig.from_dict({"decoder": {"layers": 3}})
