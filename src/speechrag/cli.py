@@ -247,6 +247,24 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
     return report
 
 
+# -- train ----------------------------------------------------------------------------------
+
+
+@app.command(add_help_option=False,  # --help goes to the trainer, which knows its options
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@user_errors
+def train(
+    ctx: typer.Context,
+    arch: Annotated[str, typer.Option(help="Architecture to train: clsr.")] = "clsr",
+) -> None:
+    """Train a model: --arch clsr --corpus DIR [--config FILE] [--out DIR] (see
+    `speechrag train --arch clsr --help`)."""
+    from speechrag.train import main as train_main
+
+    path = train_main(["--arch", arch, *ctx.args])
+    err.print(f"model: {path}", markup=False, highlight=False)
+
+
 # -- corpus -----------------------------------------------------------------------------------
 
 

@@ -59,9 +59,10 @@ class ClsrLoss(nn.Module):
                 target_lengths: torch.Tensor, query_emb: torch.Tensor,
                 speech_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """logits (B, N, V), targets (B, N) with ``pad_id`` on padding, alphas (B, T),
-        target_lengths (B,), query_emb and speech_emb (B, E) -> the parts and "loss"."""
+        target_lengths (B,), query_emb and speech_emb (B, E) -> "loss" and its parts
+        (not detached: a staged trainer may weight them its own way)."""
         ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=self.pad_id)
         mae = quantity_loss(alphas, target_lengths)
         nll = self.nce(query_emb, speech_emb)
         total = (1 - self.a - self.b) * ce + self.a * mae + self.b * nll
-        return {"loss": total, "ce": ce.detach(), "mae": mae.detach(), "nll": nll.detach()}
+        return {"loss": total, "ce": ce, "mae": mae, "nll": nll}

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from speechrag.losses import ClsrLoss
+from speechrag.losses import ClsrLoss, quantity_loss
 from speechrag.models.cif import CifPredictor
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
 from speechrag.models.quantizer import VQAdaptor
@@ -115,15 +116,32 @@ class ClsrModel(nn.Module):
 
     def training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
                       targets: torch.Tensor, query_ids: torch.Tensor,
-                      query_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+                      query_lengths: torch.Tensor, contrastive: bool = True
+                      ) -> dict[str, torch.Tensor]:
         """targets (B, N) token ids of the transcript, IGNORE on padding; query_ids (B, Q)
-        and query_lengths (B,): the paired questions (row i answers with audio i)."""
+        and query_lengths (B,): the paired questions (row i answers with audio i).
+
+        With ``contrastive=False`` (ASR pretraining) the text encoder is skipped: "loss"
+        is (1 - a) CE + a MAE and "nll" is zero.
+        """
         lengths = (targets != IGNORE).sum(dim=1)
-        out = self(states, state_mask, lengths)
-        with torch.no_grad():
-            q = self.text.encode_embeddings(self.text.word_embeddings[query_ids.clamp(min=0)],
-                                            query_lengths)
-        parts = self.loss(out["logits"], targets, out["alphas"], lengths, q, out["speech_emb"])
+        if not contrastive:
+            h = self.proj(states)
+            tokens, n_tokens, alphas = self.cif(h, state_mask, lengths)
+            logits = self.decoder(tokens, n_tokens, h, state_mask)
+            ce = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE)
+            mae = quantity_loss(alphas, lengths)
+            a = self.config.loss_a
+            parts = {"loss": (1 - a) * ce + a * mae, "ce": ce, "mae": mae,
+                     "nll": ce.new_zeros(())}
+            out = {"token_ids": logits.argmax(-1)}
+        else:
+            out = self(states, state_mask, lengths)
+            with torch.no_grad():
+                q = self.text.encode_embeddings(
+                    self.text.word_embeddings[query_ids.clamp(min=0)], query_lengths)
+            parts = self.loss(out["logits"], targets, out["alphas"], lengths, q,
+                              out["speech_emb"])
         correct = (out["token_ids"] == targets) & (targets != IGNORE)
         parts["token_acc"] = correct.sum() / lengths.sum().clamp(min=1)
         return parts

@@ -1,0 +1,23 @@
+"""The training app, kept beside the library: ``main(argv)`` picks the architecture.
+
+Nothing in the library imports this package; a trained checkpoint is what it leaves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ARCHS = ("clsr",)
+
+
+def main(argv: list[str]) -> Path:
+    """``--arch NAME`` followed by that trainer's own arguments."""
+    if len(argv) < 2 or argv[0] != "--arch":
+        raise ValueError(f"usage: speechrag train --arch {{{','.join(ARCHS)}}} ...")
+    arch, rest = argv[1], argv[2:]
+    if arch == "clsr":
+        from speechrag.train.clsr import main as train_clsr
+
+        return train_clsr(rest)
+    raise ValueError(f"unknown --arch {arch!r}; available: {', '.join(ARCHS)} "
+                     "(SEAL comes with its own issue)")

@@ -1,0 +1,138 @@
+"""Training data: WikiSpoken train-split utterances, their cached Whisper states, and
+seeded batches.
+
+The Whisper encoder is frozen, so its states are computed once per utterance and
+kept on disk (fp16, one file each): CPU training then costs only the small trained
+parts. A step's batch depends only on (seed, step), so a resumed run sees exactly
+the batches the interrupted one would have.
+
+Batch legend: B utterances, S encoder states (50 per second), D encoder width,
+N transcript tokens, Q query tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from speechrag import audio
+from speechrag.corpus import tts
+from speechrag.corpus.build import Corpus
+from speechrag.models.clsr import IGNORE
+from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
+from speechrag.text_encoder import TextEncoder
+
+
+@dataclass(frozen=True)
+class Utterance:
+    key: str  # file name of its cached states
+    passage_id: str
+    audio: str
+    start: float
+    end: float
+    voice: str
+    text: str
+
+
+def training_utterances(corpus: Corpus) -> list[Utterance]:
+    """Every spoken passage of a **train** corpus; anything else is refused, so evaluation
+    passages and voices can never reach training."""
+    if corpus.config.get("split") != "train":
+        raise ValueError(f"{corpus.root}: a {corpus.config.get('split')} corpus; training "
+                         "uses train-split corpora only")
+    out = []
+    for m in corpus.manifest:
+        if m["split"] != "train" or tts.role_of(m["voice"]) != "training":
+            raise ValueError(f"{corpus.root}: {m['passage_id']} is {m['split']} / {m['voice']}; "
+                             "training takes train passages in training voices only")
+        key = hashlib.sha1(f"{m['audio']}:{m['start']}".encode()).hexdigest()[:16]
+        out.append(Utterance(key, m["passage_id"], str(corpus.root / m["audio"]), m["start"],
+                             m["end"], m["voice"], m["text"]))
+    return out
+
+
+def held_out(utterances: list[Utterance], fraction: float) -> tuple[list[Utterance],
+                                                                     list[Utterance]]:
+    """(train, validation) by a hash of the passage id: a passage is wholly on one side."""
+    def bucket(u: Utterance) -> float:
+        return int(hashlib.sha1(u.passage_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    val = [u for u in utterances if bucket(u) < fraction]
+    return [u for u in utterances if bucket(u) >= fraction], val
+
+
+def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
+                 on_progress: Callable[[int, int], None] | None = None) -> None:
+    """Encode every utterance not yet cached: ``cache/<key>.pt`` holds states (S, D) fp16.
+    Written to a temporary name and renamed, so an interrupted run resumes cleanly."""
+    cache.mkdir(parents=True, exist_ok=True)
+    todo = [u for u in utterances if not (cache / f"{u.key}.pt").exists()]
+    if not todo:
+        return
+    encoder, mel = WhisperEncoder.load(whisper), LogMel()
+    with torch.inference_mode():
+        for i, u in enumerate(todo, start=1):
+            samples = _read_span(u)
+            states = encoder.encode_long(mel(samples)).to(torch.float16)
+            tmp = cache / f"{u.key}.pt.tmp"
+            torch.save(states.clone(), tmp)
+            tmp.replace(cache / f"{u.key}.pt")
+            if on_progress:
+                on_progress(i, len(todo))
+
+
+def _read_span(u: Utterance):
+    samples = audio.load(u.audio)
+    return samples[round(u.start * audio.SAMPLE_RATE):round(u.end * audio.SAMPLE_RATE)]
+
+
+class Batches:
+    """Seeded batches of cached states, transcript targets and one query per utterance."""
+
+    def __init__(self, utterances: list[Utterance], queries: dict[str, list[str]],
+                 text: TextEncoder, cache: Path, batch_size: int, seed: int) -> None:
+        if not utterances:
+            raise ValueError("no training utterances")
+        self.utterances = utterances
+        self.cache = cache
+        self.batch_size = min(batch_size, len(utterances))
+        self.seed = seed
+        self.text = text
+        self.targets = dict(zip([u.key for u in utterances],
+                                text.token_ids([u.text for u in utterances]), strict=True))
+        texts = sorted({q for qs in queries.values() for q in qs})
+        self.query_ids = dict(zip(texts, text.token_ids(texts), strict=True))
+        self.queries = queries
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The batch of a given step: B distinct utterances (so in-batch negatives differ)."""
+        rng = random.Random(self.seed * 1_000_003 + step)
+        chosen = rng.sample(self.utterances, self.batch_size)
+        return self.collate(chosen, rng)
+
+    def collate(self, chosen: list[Utterance], rng: random.Random | None = None
+                ) -> dict[str, torch.Tensor]:
+        rng = rng or random.Random(0)
+        states = [torch.load(self.cache / f"{u.key}.pt", weights_only=True).float()
+                  for u in chosen]
+        s = max(len(x) for x in states)
+        padded = torch.stack([torch.nn.functional.pad(x, (0, 0, 0, s - len(x))) for x in states])
+        mask = torch.arange(s)[None] < torch.tensor([len(x) for x in states])[:, None]
+        for u in chosen:  # validation utterances are tokenized on first use
+            if u.key not in self.targets:
+                self.targets[u.key] = self.text.token_ids([u.text])[0]
+        targets = [self.targets[u.key] for u in chosen]
+        queries = [self.query_ids[rng.choice(self.queries[u.passage_id])] for u in chosen]
+        return {"states": padded, "state_mask": mask, "targets": _pad(targets, IGNORE),
+                "query_ids": _pad(queries, 0),
+                "query_lengths": torch.tensor([len(q) for q in queries])}
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    n = max(1, max(len(r) for r in rows))
+    return torch.tensor([r + [value] * (n - len(r)) for r in rows])

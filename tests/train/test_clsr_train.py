@@ -1,0 +1,99 @@
+"""The CLSR training app on a tiny real corpus, on CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrag.corpus.build import CorpusConfig, build_corpus
+from speechrag.train import clsr as trainer
+from speechrag.train import main
+
+CONFIG = {
+    "model": {"whisper": "whisper-tiny.en", "d_encoder": 384,
+              "decoder": {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
+                          "dropout": 0.0}},
+    "stage1_steps": 6, "stage2_steps": 4, "batch_size": 3, "warmup_steps": 2,
+    "eval_every": 5, "val_fraction": 0.3, "lr": 3e-3,
+}
+
+
+@pytest.fixture(scope="module")
+def train_corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train-corpus")
+    build_corpus(CorpusConfig(split="train", passages=8, layout="passages",
+                              voices=("flite:kal", "espeak-ng")), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "train.json"
+    path.write_text(json.dumps(CONFIG))
+    return path
+
+
+@pytest.fixture(scope="module")
+def straight(train_corpus, config_file, tmp_path_factory) -> tuple[Path, Path]:
+    """One uninterrupted run: (out dir, returned model path)."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    model = main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config_file),
+                  "--out", str(out), "--quiet"])
+    return out, model
+
+
+def test_trains_logs_and_ships_a_small_model(straight) -> None:
+    out, model = straight
+    assert model == out / "model.pt" and model.is_file()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "val_wer" in r]
+    assert [r["step"] for r in evals] == [5, 10]
+    assert evals[0]["stage"] == 1 and evals[0]["nll"] == 0
+    assert evals[1]["stage"] == 2 and evals[1]["nll"] > 0
+    assert 0 <= evals[1]["val_r1"] <= 1 and evals[1]["val_n"] >= 1
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((out / "features").glob("*.pt"))) == 8
+    assert model.stat().st_size < (out / "last.pt").stat().st_size  # no optimizer in it
+
+
+def test_resume_gives_the_same_weights(train_corpus, config_file, tmp_path, straight,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(straight[0] / "features", broken / "features")  # same cached states
+    real_batch = trainer.Batches.batch
+
+    def interrupted(self, step: int):
+        if step == 7:
+            raise KeyboardInterrupt  # as if the session ended after the step-5 checkpoint
+        return real_batch(self, step)
+
+    monkeypatch.setattr(trainer.Batches, "batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config_file),
+              "--out", str(broken), "--quiet"])
+    assert torch.load(broken / "last.pt", weights_only=True)["step"] == 5
+    monkeypatch.setattr(trainer.Batches, "batch", real_batch)
+    main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config_file),
+          "--out", str(broken), "--quiet"])
+    a = torch.load(straight[1], weights_only=True)["state"]
+    b = torch.load(broken / "model.pt", weights_only=True)["state"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_corpus) -> None:
+    with pytest.raises(ValueError, match="train-split corpora only"):
+        main(["--arch", "clsr", "--corpus", str(tiny_corpus.root), "--config", str(config_file),
+              "--out", str(tmp_path / "x"), "--quiet"])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"steps": 5}')
+    with pytest.raises(ValueError, match="unknown key"):
+        trainer.TrainConfig.from_dict(json.loads(bad.read_text()))
+    with pytest.raises(ValueError, match="unknown --arch"):
+        main(["--arch", "seal"])
