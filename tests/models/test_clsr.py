@@ -53,7 +53,19 @@ def test_forward_shapes(text: TextEncoder, batch: dict) -> None:
     assert b == 3 and out["logits"].shape == (3, n, text.word_embeddings.shape[0])
     assert out["speech_emb"].shape == (3, 384)
     torch.testing.assert_close(out["speech_emb"].norm(dim=1), torch.ones(3))
-    assert torch.all(out["alphas"][~batch["state_mask"]] == 0)
+    pooled_mask = batch["state_mask"][:, ::SMALL.state_stride]
+    assert out["alphas"].shape == pooled_mask.shape
+    assert torch.all(out["alphas"][~pooled_mask] == 0)
+
+
+def test_pooling_ignores_padding(text: TextEncoder) -> None:
+    model = ClsrModel(SMALL, text)
+    states = torch.randn(2, 7, 384)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    h, m = model._project(states, mask)
+    assert h.shape[1] == 3 and m.tolist() == [[True] * 3, [True, True, False]]
+    alone, _ = model._project(states[1:, :4], mask[1:, :4])
+    torch.testing.assert_close(h[1, :2], alone[0])
 
 
 @pytest.fixture(scope="module")
