@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from speechrag.cascade import CascadeConfig, CascadeRetriever
-from speechrag.clsr_retriever import ClsrSpec, file_sha256
+from speechrag.clsr_retriever import ClsrRetriever, ClsrSpec, file_sha256
 from speechrag.segment import Segment
 from speechrag.text_encoder import TextEncoder
 
@@ -148,8 +148,6 @@ def from_spec(spec: dict[str, Any]) -> Retriever:
     if kind == "cascade":
         return CascadeRetriever(_config_from(CascadeConfig, values, "cascade model"))
     if kind == "clsr":
-        from speechrag.clsr_retriever import ClsrRetriever
-
         return ClsrRetriever(_config_from(ClsrSpec, values, "clsr model"))
     if kind == GoldTextRetriever.kind:  # an evaluator's upper-bound index, searched by text
         config = _config_from(CascadeConfig, values, "gold-text model")
