@@ -62,19 +62,20 @@ class ClsrConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ClsrConfig:
         """Unknown keys are an error (a misspelled setting must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"CLSR config: unknown key(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
         if isinstance(values.get("decoder"), dict):
-            dec = values["decoder"]
-            dec_known = {f.name for f in fields(NarDecoderConfig)}
-            if set(dec) - dec_known:
-                raise ValueError(f"CLSR decoder config: unknown key(s) "
-                                 f"{sorted(set(dec) - dec_known)}")
-            values["decoder"] = NarDecoderConfig(**dec)
-        return cls(**values)
+            values["decoder"] = strict_config(NarDecoderConfig, values["decoder"],
+                                              "CLSR decoder config")
+        return strict_config(cls, values, "CLSR config")
+
+
+def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build the frozen dataclass ``cls`` from ``values``, refusing unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
 
 
 class ClsrModel(nn.Module):

@@ -17,7 +17,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import torch
 
 from speechrag.corpus.build import load_corpus
 from speechrag.metrics import wer
-from speechrag.models.clsr import ClsrConfig, ClsrModel
+from speechrag.models.clsr import ClsrConfig, ClsrModel, strict_config
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import Batches, cache_states, held_out, training_utterances
 
@@ -47,14 +47,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"train config: unknown key(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
         if isinstance(values.get("model"), dict):
             values["model"] = ClsrConfig.from_dict(values["model"])
-        return cls(**values)
+        return strict_config(cls, values, "train config")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
