@@ -135,3 +135,30 @@ def test_config_round_trip_and_unknown_keys() -> None:
         ClsrConfig.from_dict({"whsiper": "whisper-base"})
     with pytest.raises(ValueError, match="decoder config"):
         ClsrConfig.from_dict({"decoder": {"layers": 3}})
+
+
+def test_restricted_vocabulary(text: TextEncoder, batch: dict, tmp_path: Path) -> None:
+    """A decoder over a subset of the tokenizer emits only those ids, maps unseen target
+    tokens to [UNK], and its checkpoint carries the subset."""
+    seen = sorted({i for row in batch["targets"].tolist() for i in row if i != IGNORE})
+    vocab = torch.tensor(seen[:-3] + [1000, 2000])  # three target tokens left out
+    torch.manual_seed(0)
+    model = ClsrModel(SMALL, text, vocab).train()
+    unk = text.model.tokenizer.unk_token_id
+    assert model.vocab_ids.tolist() == sorted({*vocab.tolist(), unk})
+    assert model.to_local[seen[-1]] == model.to_local[unk]
+    parts = model.training_loss(**batch)
+    assert {"ce", "cif_ce", "mae", "token_acc"} <= set(parts)
+    parts["loss"].backward()
+    model.eval()
+    with torch.no_grad():
+        out = model(batch["states"], batch["state_mask"])
+    assert out["logits"].shape[-1] == len(model.vocab_ids)
+    assert set(out["token_ids"].unique().tolist()) <= set(model.vocab_ids.tolist())
+    path = tmp_path / "small-vocab.pt"
+    model.save(path)
+    loaded = ClsrModel.load(path, text)
+    assert torch.equal(loaded.vocab_ids, model.vocab_ids)
+    with torch.no_grad():
+        again = loaded(batch["states"], batch["state_mask"])
+    assert torch.equal(again["token_ids"], out["token_ids"])

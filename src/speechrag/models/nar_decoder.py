@@ -67,3 +67,8 @@ class NarDecoder(nn.Module):
         h = self.layers(x, self.memory_proj(memory), tgt_key_padding_mask=pad,
                         memory_key_padding_mask=None if memory_mask is None else ~memory_mask)
         return self.to_word_space(h) @ self.word_embeddings.T + self.out_bias
+
+    def output(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer alone on (B, N, D) (final norm included) -> logits (B, N, V).
+        CLSR's auxiliary loss scores the CIF embeddings with it."""
+        return self.to_word_space(self.layers.norm(h)) @ self.word_embeddings.T + self.out_bias

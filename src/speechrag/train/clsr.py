@@ -27,7 +27,13 @@ from speechrag.corpus.build import load_corpus
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrConfig, ClsrModel, strict_config
 from speechrag.text_encoder import TextEncoder
-from speechrag.train.data import Batches, cache_states, held_out, training_utterances
+from speechrag.train.data import (
+    Batches,
+    cache_states,
+    held_out,
+    train_vocabulary,
+    training_utterances,
+)
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,9 @@ def plot_curves(log: list[dict], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     steps = [r["step"] for r in log if "loss" in r]
-    for key in ("loss", "ce", "mae", "nll"):
-        a.plot(steps, [r[key] for r in log if "loss" in r], label=key)
+    for key in ("loss", "ce", "cif_ce", "mae", "nll"):
+        if any(key in r for r in log):
+            a.plot(steps, [r.get(key, float("nan")) for r in log if "loss" in r], label=key)
     a.set_yscale("log")
     a.set_xlabel("step")
     a.set_title("training losses")
@@ -143,7 +150,8 @@ def main(argv: list[str] | None = None) -> Path:
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     text = TextEncoder(config.model.text_encoder)
-    model = ClsrModel(config.model, text).to(device).train()
+    vocab = train_vocabulary(text, config.model.vocab_min_count)
+    model = ClsrModel(config.model, text, vocab).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     step, log = 0, []

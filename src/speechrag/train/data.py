@@ -56,6 +56,21 @@ def training_utterances(corpus: Corpus) -> list[Utterance]:
     return out
 
 
+def train_vocabulary(text: TextEncoder, min_count: int) -> torch.Tensor | None:
+    """Sorted tokenizer ids seen at least ``min_count`` times in the WikiSpoken **train**
+    split's passage texts (text only: no audio, no dev or test passage), or None (the
+    whole vocabulary) when ``min_count`` is 0."""
+    if min_count <= 0:
+        return None
+    from collections import Counter
+
+    from speechrag.corpus.wikispoken import passages
+
+    counts = Counter(i for ids in text.token_ids([p.text for p in passages("train")])
+                     for i in ids)
+    return torch.tensor(sorted(i for i, n in counts.items() if n >= min_count))
+
+
 def held_out(utterances: list[Utterance], fraction: float) -> tuple[list[Utterance],
                                                                      list[Utterance]]:
     """(train, validation) by a hash of the passage id: a passage is wholly on one side."""
