@@ -38,3 +38,21 @@ def test_gradients_reach_the_input_embeddings(minilm: TextEncoder) -> None:
     x = minilm.word_embeddings[torch.tensor([[2000, 2001, 2002]])].detach().requires_grad_(True)
     minilm.encode_embeddings(x, torch.tensor([3])).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_hidden_states_pool_to_the_sentence_embedding() -> None:
+    """The last layer's states, mean-pooled over [CLS] text [SEP], are the model's own
+    sentence embedding (before normalisation); padding rows do not change it."""
+    enc = TextEncoder("all-MiniLM-L6-v2")
+    texts = ["a bowed string instrument", "where does lava come from in a volcano"]
+    ids = enc.token_ids(texts)
+    n = max(len(r) for r in ids)
+    padded = torch.tensor([r + [0] * (n - len(r)) for r in ids])
+    with torch.no_grad():
+        layers, mask = enc.hidden_states(padded, torch.tensor([len(r) for r in ids]))
+    assert len(layers) == 7 and layers[-1].shape == (2, n + 2, enc.dim)
+    assert mask.sum(1).tolist() == [len(r) + 2 for r in ids]
+    m = mask[..., None].float()
+    pooled = torch.nn.functional.normalize((layers[-1] * m).sum(1) / m.sum(1), dim=-1)
+    torch.testing.assert_close(pooled, torch.from_numpy(enc.encode(texts)), atol=1e-5,
+                               rtol=1e-4)

@@ -91,3 +91,22 @@ class TextEncoder:
             m = mask[..., None].to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
         return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def hidden_states(self, ids: torch.Tensor, n_tokens: torch.Tensor
+                      ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """ids (B, N) token ids without special tokens (anything past ``n_tokens`` is
+        ignored), n_tokens (B,) -> every layer's states, embeddings first, each
+        (B, N + 2, E) with [CLS] and [SEP] around the text, and their mask (B, N + 2)
+        True on real positions (what the model's mean pooling averages)."""
+        tok = self.model.tokenizer
+        b, n = ids.shape
+        pos = torch.arange(n + 2, device=ids.device)[None]
+        length = n_tokens.long()[:, None] + 2
+        body = torch.cat([ids.new_zeros(b, 1), ids.clamp(min=0), ids.new_zeros(b, 1)], dim=1)
+        x = torch.where(pos == 0, tok.cls_token_id,
+                        torch.where(pos == length - 1, tok.sep_token_id,
+                                    torch.where(pos >= length, tok.pad_token_id, body)))
+        mask = pos < length
+        out = self.transformer(input_ids=x, attention_mask=mask.long(),
+                               output_hidden_states=True)
+        return list(out.hidden_states), mask

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechrag.corpus.build import CorpusConfig, build_corpus
 from speechrag.train import clsr as trainer
 from speechrag.train import main
 
@@ -19,14 +18,6 @@ CONFIG = {
     "stage1_steps": 6, "stage2_steps": 4, "batch_size": 3, "warmup_steps": 2,
     "eval_every": 5, "val_fraction": 0.3, "lr": 3e-3,
 }
-
-
-@pytest.fixture(scope="module")
-def train_corpus(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train-corpus")
-    build_corpus(CorpusConfig(split="train", passages=8, layout="passages",
-                              voices=("flite:kal", "espeak-ng")), root)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +85,6 @@ def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_cor
     bad = tmp_path / "bad.json"
     bad.write_text('{"steps": 5}')
     with pytest.raises(ValueError, match="unknown key"):
-        trainer.TrainConfig.from_dict(json.loads(bad.read_text()))
+        trainer.train_config(json.loads(bad.read_text()))
     with pytest.raises(ValueError, match="unknown --arch"):
-        main(["--arch", "seal"])
+        main(["--arch", "wav2vec"])

@@ -220,7 +220,7 @@ class ClsrModel(nn.Module):
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write config + trained weights + the text encoder's embedding checksum."""
         payload = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
-                   "state": self.trained_state_dict(), "word_embeddings_sha256": _digest(
+                   "state": self.trained_state_dict(), "word_embeddings_sha256": tensor_digest(
                        self.text.word_embeddings), **(extra or {})}
         path = Path(path)
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -235,7 +235,7 @@ class ClsrModel(nn.Module):
                              f"this speechrag reads {CHECKPOINT_FORMAT}")
         config = ClsrConfig.from_dict(payload["config"])
         text = text or TextEncoder(config.text_encoder)
-        if _digest(text.word_embeddings) != payload["word_embeddings_sha256"]:
+        if tensor_digest(text.word_embeddings) != payload["word_embeddings_sha256"]:
             raise ValueError(f"{path}: trained against another copy of {config.text_encoder} "
                              "(word-embedding checksum differs)")
         model = cls(config, text, payload["state"].get("vocab_ids"))
@@ -259,5 +259,5 @@ def _sinusoids(length: int, channels: int) -> torch.Tensor:
     return F.pad(table, (0, channels - table.shape[1]))
 
 
-def _digest(t: torch.Tensor) -> str:
+def tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()

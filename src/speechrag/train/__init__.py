@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARCHS = ("clsr",)
+ARCHS = ("clsr", "seal")
 
 
 def main(argv: list[str]) -> Path:
@@ -19,5 +19,8 @@ def main(argv: list[str]) -> Path:
         from speechrag.train.clsr import main as train_clsr
 
         return train_clsr(rest)
-    raise ValueError(f"unknown --arch {arch!r}; available: {', '.join(ARCHS)} "
-                     "(SEAL comes with its own issue)")
+    if arch == "seal":
+        from speechrag.train.seal import main as train_seal
+
+        return train_seal(rest)
+    raise ValueError(f"unknown --arch {arch!r}; available: {', '.join(ARCHS)}")

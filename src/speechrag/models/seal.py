@@ -1,0 +1,194 @@
+"""SEAL: a speech encoder and a text encoder mapped into one embedding space.
+
+SEAL: Speech Embedding Alignment Learning for Speech Large Language Model with
+Retrieval-Augmented Generation (../shared/papers/002): separate speech and text
+encoders, one shared scaling/projection layer; stage 1 aligns speech with the text
+embedding of its own transcript, stage 2 fine-tunes for retrieval with InfoNCE
+(in-batch negatives) multi-tasked with the alignment loss.
+
+    speech: Whisper states (B, S, D_enc)             frozen, cached on disk in training
+      -> conv1d, stride k, GELU -> (B, S/k, E)       trained   (speech layer 0)
+      -> 2-layer MLP, residual -> (B, S/k, E)        trained   (speech layer 1)
+      -> masked mean pool -> shared projection -> unit norm (B, E)
+    text:   tokens -> frozen sentence encoder -> its pooled embedding (B, E)
+      -> shared projection -> unit norm (B, E)
+
+The alignment loss (:mod:`speechrag.alignment`, paper 001) compares speech layers
+with text-encoder layers by mean-pooled cosine or Sinkhorn (Wasserstein), at one
+layer pair or summed over several. E is the text encoder's width, so the speech
+states live where the text states do. The projection starts as the identity: an
+untrained SEAL searches text exactly as the plain text encoder does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechrag.alignment import AlignmentConfig, alignment_loss, mean_pool
+from speechrag.losses import info_nce
+from speechrag.models.clsr import IGNORE, strict_config, tensor_digest
+from speechrag.text_encoder import TextEncoder
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SealConfig:
+    """Everything that defines a SEAL model. Saved in every checkpoint."""
+
+    whisper: str = "whisper-base"
+    text_encoder: str = "all-MiniLM-L6-v2"
+    d_encoder: int = 512  # width of the Whisper states (384 tiny, 512 base)
+    downsample: int = 4  # conv stride over Whisper's 50 states/s
+    d_hidden: int = 1024  # MLP hidden width
+    dropout: float = 0.1
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    align_weight: float = 1.0  # weight of the alignment loss in stage 2
+    nce_temperature: float = 0.05  # retrieval InfoNCE (stage 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SealConfig:
+        """Unknown keys are an error (a misspelled setting must not pass silently)."""
+        values = dict(values)
+        if isinstance(values.get("alignment"), dict):
+            values["alignment"] = strict_config(AlignmentConfig, values["alignment"],
+                                                "SEAL alignment config")
+        return strict_config(cls, values, "SEAL config")
+
+
+class SpeechAdaptor(nn.Module):
+    """Whisper states (B, S, D_enc), mask (B, S) -> per-layer states [(B, S', E)] and
+    their mask (B, S'), S' = ceil(S / k). Padding never leaks into a real state."""
+
+    def __init__(self, d_encoder: int, width: int, k: int, d_hidden: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.k = k
+        self.conv = nn.Conv1d(d_encoder, width, kernel_size=k, stride=k)
+        self.mlp = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, d_hidden), nn.GELU(),
+                                 nn.Dropout(dropout), nn.Linear(d_hidden, width))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        pad = (-states.shape[1]) % self.k
+        x = F.pad(states * mask[..., None].to(states.dtype), (0, 0, 0, pad))
+        m = F.pad(mask, (0, pad)).view(mask.shape[0], -1, self.k).any(-1)
+        h0 = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        h1 = h0 + self.mlp(h0)
+        keep = m[..., None].to(h0.dtype)
+        return [h0 * keep, h1 * keep], m
+
+
+class SealModel(nn.Module):
+    """The trained parts (speech adaptor, shared projection) around a frozen text encoder."""
+
+    def __init__(self, config: SealConfig, text: TextEncoder) -> None:
+        super().__init__()
+        self.config = config
+        self.text = text
+        self.text_model = text.model  # registered, so .to(device) moves it; never trained
+        for p in self.text_model.parameters():
+            p.requires_grad_(False)
+        self.text_model.eval()
+        e = text.dim
+        self.adaptor = SpeechAdaptor(config.d_encoder, e, config.downsample, config.d_hidden,
+                                     config.dropout)
+        self.projection = nn.Linear(e, e)
+        with torch.no_grad():
+            self.projection.weight.copy_(torch.eye(e))
+            self.projection.bias.zero_()
+
+    def train(self, mode: bool = True) -> SealModel:
+        super().train(mode)
+        self.text_model.eval()  # frozen: no dropout in the text encoder, ever
+        return self
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, E) pooled speech or text-encoder embedding -> (B, E) shared space, unit norm."""
+        return F.normalize(self.projection(x), dim=-1)
+
+    def forward(self, states: torch.Tensor, state_mask: torch.Tensor) -> dict[str, Any]:
+        """states (B, S, D_enc), state_mask (B, S) -> speech_emb (B, E) unit norm, and the
+        adaptor's per-layer states and mask (for the alignment loss)."""
+        layers, mask = self.adaptor(states, state_mask)
+        return {"speech_emb": self.project(mean_pool(layers[-1], mask)), "layers": layers,
+                "mask": mask}
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """texts -> (N, E) in the shared space, unit norm."""
+        emb = torch.from_numpy(self.text.encode(texts)).to(self.projection.weight.device)
+        return self.project(emb)
+
+    def _text_sentence(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Padded token ids (B, N), lengths (B,) -> the text encoder's embedding (B, E)."""
+        return self.text.encode_embeddings(self.text.word_embeddings[ids.clamp(min=0)], lengths)
+
+    def training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
+                      targets: torch.Tensor, query_ids: torch.Tensor,
+                      query_lengths: torch.Tensor, contrastive: bool = True
+                      ) -> dict[str, torch.Tensor]:
+        """targets (B, N) transcript ids (IGNORE on padding); query_ids (B, Q) and
+        query_lengths (B,) the paired questions.
+
+        Stage 1 (``contrastive=False``): the alignment loss, speech against the text
+        encoder's states of its own transcript. Stage 2: InfoNCE from the questions to
+        the speech in the shared space + ``align_weight`` x the alignment loss.
+        """
+        out = self(states, state_mask)
+        lengths = (targets != IGNORE).sum(dim=1)
+        with torch.no_grad():
+            text_layers, text_mask = self.text.hidden_states(targets, lengths)
+        align = alignment_loss(self.config.alignment, out["layers"], out["mask"], text_layers,
+                               text_mask)
+        parts = {"align": align}
+        if contrastive:
+            with torch.no_grad():
+                q = self._text_sentence(query_ids, query_lengths)
+            nll = info_nce(self.project(q), out["speech_emb"], self.config.nce_temperature)
+            parts |= {"nll": nll, "loss": nll + self.config.align_weight * align}
+        else:
+            parts |= {"nll": align.new_zeros(()), "loss": align}
+        return parts
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes; the frozen text encoder is rebuilt from its asset."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_model.")}
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+        payload = {"format": CHECKPOINT_FORMAT, "arch": "seal", "config": self.config.to_dict(),
+                   "state": self.trained_state_dict(),
+                   "text_encoder_sha256": tensor_digest(self.text.word_embeddings), **(extra or {})}
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, text: TextEncoder | None = None) -> SealModel:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("arch") != "seal" or payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a SEAL checkpoint of format {CHECKPOINT_FORMAT}")
+        config = SealConfig.from_dict(payload["config"])
+        text = text or TextEncoder(config.text_encoder)
+        if tensor_digest(text.word_embeddings) != payload["text_encoder_sha256"]:
+            raise ValueError(f"{path}: trained against another copy of {config.text_encoder}")
+        model = cls(config, text)
+        try:
+            missing, unexpected = model.load_state_dict(payload["state"], strict=False)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: weights do not fit the config ({err})") from err
+        missing = [k for k in missing if not k.startswith("text_model.")]
+        if missing or unexpected:
+            raise ValueError(f"{path}: weights do not fit the config "
+                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return model.eval()
+

@@ -1,0 +1,208 @@
+"""The training app every architecture shares: config, data, loop, checkpoints, curves.
+
+``speechrag train --arch NAME --corpus DIR [--config FILE] [--out DIR] [--features DIR]``
+
+An architecture (:class:`Arch`) says how to build its model and how to validate it;
+everything else is here: the corpus is read (train split and training voices only),
+Whisper states are cached once (``--features`` lets several runs share one cache, so
+architectures are compared on the same features), batches are seeded by step, and
+two stages run (stage 1 ``contrastive=False``, stage 2 ``contrastive=True``).
+
+``out/`` holds ``last.pt`` (model, optimizer, step: resume from it), ``model.pt``
+(config and trained weights only: what ships), ``log.jsonl`` (one line per logged
+step) and ``curves.png``. Seeded; a resumed run is bit-identical to an uninterrupted
+one; uses a GPU when one is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechrag.corpus.build import Corpus, load_corpus
+from speechrag.models.clsr import strict_config
+from speechrag.text_encoder import TextEncoder
+from speechrag.train.data import Batches, Utterance, cache_states, held_out, training_utterances
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings around an architecture's frozen model config."""
+
+    model: Any  # ClsrConfig, SealConfig, ...
+    stage1_steps: int = 2000
+    stage2_steps: int = 2000
+    batch_size: int = 16
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    val_fraction: float = 0.05
+    max_val: int = 64  # validation utterances scored
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], model_cls: type) -> TrainConfig:
+        """Unknown keys (here or in the model config) are an error."""
+        values = dict(values)
+        values["model"] = model_cls.from_dict(values.get("model", {}))
+        return strict_config(cls, values, "train config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What differs between architectures."""
+
+    name: str
+    config_cls: type  # frozen model config with from_dict
+    build: Callable[[Any, TextEncoder], nn.Module]  # (model config, text encoder) -> model
+    validate: Callable[[nn.Module, Batches, list[Utterance], torch.device], dict]
+    doc: str = ""
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% over both stages."""
+    total = config.stage1_steps + config.stage2_steps
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "nll", "align")
+VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %"}
+
+
+def plot_curves(log: list[dict], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in log if "loss" in r]
+    for key in LOSS_KEYS:
+        if any(key in r for r in rows):
+            a.plot([r["step"] for r in rows], [r.get(key, float("nan")) for r in rows],
+                   label=key)
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_title(f"{title} training losses".strip())
+    a.legend()
+    for key, label in VAL_KEYS.items():
+        val = [r for r in log if key in r]
+        if val:
+            b.plot([r["step"] for r in val], [100 * r[key] for r in val], "o-", label=label)
+    b.set_xlabel("step")
+    b.set_title("validation (held-out train passages)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _describe(row: dict) -> str:
+    parts = [f"loss {row['loss']:.3f}"]
+    if "token_acc" in row:
+        parts.append(f"acc {row['token_acc']:.2f}")
+    if "val_wer" in row:
+        parts.append(f"val WER {row['val_wer']:.2f}")
+    if "val_r1" in row:
+        parts.append(f"R@1 {row['val_r1']:.2f}")
+    if "val_align_r1" in row:
+        parts.append(f"transcript R@1 {row['val_align_r1']:.2f}")
+    return " ".join(parts)
+
+
+def run(arch: Arch, argv: list[str] | None = None) -> Path:
+    """Train (or resume) and return the path of the shippable ``model.pt``."""
+    ap = argparse.ArgumentParser(prog=f"speechrag train --arch {arch.name}",
+                                 description=arch.doc or __doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, required=True, help="a train-split corpus")
+    ap.add_argument("--config", type=Path, help="JSON with train config keys")
+    ap.add_argument("--out", type=Path, default=Path(f"runs/{arch.name}"),
+                    help="run directory (checkpoints, log, curves)")
+    ap.add_argument("--features", type=Path,
+                    help="cache of Whisper states (default OUT/features); runs may share one")
+    ap.add_argument("--quiet", action="store_true", help="no progress output")
+    args = ap.parse_args(argv)
+    config = TrainConfig.from_dict(json.loads(args.config.read_text()) if args.config else {},
+                                   arch.config_cls)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    features: Path = args.features or out / "features"
+    say = (lambda *_: None) if args.quiet else print
+
+    corpus: Corpus = load_corpus(args.corpus)
+    train, val = held_out(training_utterances(corpus), config.val_fraction)
+    val = val[:config.max_val]
+    queries: dict[str, list[str]] = {}
+    for q in corpus.queries:
+        queries.setdefault(q["passage_id"], []).append(q["text"])
+    say(f"{len(train)} training and {len(val)} validation utterances; caching Whisper states")
+    cache_states(train + val, config.model.whisper, features,
+                 on_progress=None if args.quiet else
+                 lambda i, n: print(f"\rencoded {i}/{n}", end="" if i < n else "\n"))
+
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text = TextEncoder(config.model.text_encoder)
+    model = arch.build(config.model, text).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    step, log = 0, []
+    last = out / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        if state["train_config"] != config.to_dict() or state.get("arch", "clsr") != arch.name:
+            raise ValueError(f"{last}: was trained with another config; use a new --out")
+        model.load_state_dict(state["state"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        say(f"resumed at step {step}")
+    batches = Batches(train, queries, text, features, config.batch_size, config.seed)
+    total = config.stage1_steps + config.stage2_steps
+    t0 = time.perf_counter()
+    while step < total:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, config)
+        b = {k: v.to(device) for k, v in batches.batch(step).items()}
+        parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
+        opt.zero_grad()
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        opt.step()
+        step += 1
+        row = {"step": step, "stage": 1 if step <= config.stage1_steps else 2,
+               **{k: float(v.detach()) for k, v in parts.items()},
+               "lr": lr_at(step - 1, config), "seconds": time.perf_counter() - t0}
+        if step % config.eval_every == 0 or step == total:
+            if val:
+                row |= arch.validate(model, batches, val, device)
+            log.append(row)
+            model.save(out / "model.pt", extra={"step": step})
+            torch.save({"state": model.trained_state_dict(), "optimizer": opt.state_dict(),
+                        "step": step, "arch": arch.name, "train_config": config.to_dict()},
+                       last.with_suffix(".tmp"))
+            last.with_suffix(".tmp").replace(last)
+            (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+            plot_curves(log, out / "curves.png", arch.name.upper())
+            say(f"step {step}/{total} {_describe(row)}")
+        elif step % 10 == 0:
+            log.append(row)
+    return out / "model.pt"

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrag.alignment import AlignmentConfig
+from speechrag.models.seal import SealConfig, SealModel, SpeechAdaptor
+from speechrag.text_encoder import TextEncoder
+
+from .conftest import QUESTIONS
+
+SMALL = SealConfig(whisper="whisper-tiny.en", d_encoder=384, d_hidden=256, dropout=0.0)
+
+
+def test_untrained_projection_is_the_text_encoder(text: TextEncoder) -> None:
+    model = SealModel(SMALL, text).eval()
+    with torch.no_grad():
+        ours = model.encode_text(QUESTIONS)
+    torch.testing.assert_close(ours, torch.from_numpy(text.encode(QUESTIONS)), atol=1e-6,
+                               rtol=1e-5)
+
+
+def test_adaptor_ignores_padding() -> None:
+    torch.manual_seed(0)
+    adaptor = SpeechAdaptor(8, 6, k=4, d_hidden=16, dropout=0.0).eval()
+    states = torch.randn(2, 10, 8)
+    mask = torch.tensor([[True] * 10, [True] * 7 + [False] * 3])
+    junk = states.clone()
+    junk[1, 7:] = 100.0
+    layers, m = adaptor(junk, mask)
+    assert [x.shape for x in layers] == [(2, 3, 6), (2, 3, 6)]
+    assert m.tolist() == [[True] * 3, [True, True, False]]
+    alone, _ = adaptor(states[1:, :7], mask[1:, :7])
+    for a, b in zip(layers, alone, strict=True):
+        torch.testing.assert_close(a[1, :2], b[0])
+        assert torch.all(a[1, 2] == 0)
+
+
+@pytest.mark.parametrize("alignment", [
+    AlignmentConfig(similarity="cosine", layers=((-1, -1),)),
+    AlignmentConfig(similarity="wasserstein", layers=((0, 3), (1, 6)), iters=10),
+], ids=["cosine-last", "wasserstein-all"])
+def test_learns_to_align_real_speech(text: TextEncoder, batch: dict, tmp_path: Path,
+                                     alignment: AlignmentConfig) -> None:
+    """Both stages lower their losses on three real utterances; after training each
+    utterance is nearest to its own question; the checkpoint reloads exactly."""
+    torch.manual_seed(0)
+    config = SealConfig(**{**SMALL.__dict__, "alignment": alignment})
+    model = SealModel(config, text).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    history = []
+    for step in range(60):
+        parts = model.training_loss(**batch, contrastive=step >= 30)
+        history.append({k: float(v.detach()) for k, v in parts.items()})
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+    assert all(not p.requires_grad for p in model.text_model.parameters())
+    assert history[29]["align"] < history[0]["align"]
+    assert history[30]["nll"] > 0 and history[-1]["nll"] < history[30]["nll"]
+    model.eval()
+    with torch.no_grad():
+        speech = model(batch["states"], batch["state_mask"])["speech_emb"]
+        queries = model.encode_text(QUESTIONS)
+    assert torch.equal(torch.argmax(queries @ speech.T, dim=1), torch.arange(3))
+    path = tmp_path / "seal.pt"
+    model.save(path)
+    assert path.stat().st_size < 8 * 2**20  # trained parts only
+    loaded = SealModel.load(path, text)
+    with torch.no_grad():
+        again = loaded(batch["states"], batch["state_mask"])["speech_emb"]
+    torch.testing.assert_close(again, speech)
+
+
+def test_config_round_trip_and_unknown_keys(tmp_path: Path, text: TextEncoder) -> None:
+    config = SealConfig(alignment=AlignmentConfig("wasserstein", ((0, 0), (1, 6))))
+    assert SealConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown key"):
+        SealConfig.from_dict({"downsampel": 2})
+    with pytest.raises(ValueError, match="alignment config"):
+        SealConfig.from_dict({"alignment": {"similarity": "cosine", "layer": 3}})
+    bogus = tmp_path / "clsr.pt"
+    torch.save({"format": 1, "config": {}, "state": {}}, bogus)
+    with pytest.raises(ValueError, match="not a SEAL checkpoint"):
+        SealModel.load(bogus, text)

@@ -1,0 +1,45 @@
+"""The SEAL training app on a tiny real corpus, on CPU, sharing CLSR's cached states."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from speechrag.models.seal import SealModel
+from speechrag.train import main
+from speechrag.train import seal as trainer
+
+CONFIG = {
+    "model": {"whisper": "whisper-tiny.en", "d_encoder": 384, "d_hidden": 64,
+              "alignment": {"similarity": "wasserstein", "layers": [[0, 3], [1, 6]],
+                            "iters": 5}},
+    "stage1_steps": 4, "stage2_steps": 4, "batch_size": 3, "warmup_steps": 2,
+    "eval_every": 4, "val_fraction": 0.3, "lr": 3e-3,
+}
+
+
+def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> None:
+    config = tmp_path / "seal.json"
+    config.write_text(json.dumps(CONFIG))
+    features = tmp_path / "features"
+    out = tmp_path / "run"
+    model = main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
+                  "--out", str(out), "--features", str(features), "--quiet"])
+    assert len(list(features.glob("*.pt"))) == 8 and not (out / "features").exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "val_r1" in r]
+    assert [r["step"] for r in evals] == [4, 8]
+    assert evals[0]["nll"] == 0 and evals[0]["align"] > 0
+    assert evals[1]["nll"] > 0 and 0 <= evals[1]["val_align_r1"] <= 1
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    loaded = SealModel.load(model)
+    assert loaded.config.alignment.similarity == "wasserstein"
+    assert loaded.config.alignment.layers == ((0, 3), (1, 6))
+    with pytest.raises(ValueError, match="another config"):  # same --out, other settings
+        config.write_text(json.dumps({**CONFIG, "lr": 1e-3}))
+        main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
+              "--out", str(out), "--features", str(features), "--quiet"])
+    with pytest.raises(ValueError, match="unknown key"):
+        trainer.train_config({"model": {"adaptor": 3}})
