@@ -19,7 +19,7 @@ runner = CliRunner()
 MODEL = ["--model", "cascade-tiny", "--window", "10", "--hop", "5"]
 
 
-@pytest.mark.parametrize("cmd", [[], ["index"], ["search"], ["eval"], ["demo"],
+@pytest.mark.parametrize("cmd", [[], ["index"], ["index-text"], ["search"], ["eval"], ["demo"],
                                  ["corpus", "build"]])
 def test_help_everywhere(cmd: list[str]) -> None:
     result = runner.invoke(app, [*cmd, "--help"])

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from speechrag.retrievers import Retriever
     from speechrag.segment import SegmenterConfig
 
-__all__ = ["index_audio", "load_retriever", "open_index", "search"]
+__all__ = ["index_audio", "index_texts", "load_retriever", "open_index", "read_documents",
+           "search", "search_audio"]
 __version__ = "0.1.0"
 
 
@@ -64,6 +65,60 @@ def index_audio(paths: list[str | Path], index_dir: str | Path, model: str | Non
     report = index.add_files(files, retriever)
     report.failed[:0] = missing
     return report
+
+
+def read_documents(path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """A documents JSONL file (one ``{"id": ..., "text": ...}`` per line) -> (documents,
+    problems): a bad line is reported as ``("FILE:LINE", reason)`` and skipped, never
+    fatal to the rest. Blank lines are ignored; ids are kept as strings."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: documents file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
+    docs: list[tuple[str, str]] = []
+    problems: list[tuple[str, str]] = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append((f"{path}:{n}", f"not valid JSON ({e.msg})"))
+            continue
+        if (not isinstance(d, dict) or d.get("id") in (None, "")
+                or not isinstance(d.get("text"), str) or not d["text"].strip()):
+            problems.append((f"{path}:{n}", 'expected {"id": ..., "text": "..."} with a '
+                             "non-empty id and text"))
+            continue
+        docs.append((str(d["id"]), d["text"]))
+    return docs, problems
+
+
+def index_texts(docs: list[tuple[str, str]], index_dir: str | Path,
+                model: str | None = None) -> IndexReport:
+    """Index text documents ``(id, text)`` so spoken or written queries can find them.
+    A hit on a document has ``source`` = its id and no start or end."""
+    index, retriever = open_index(index_dir, model)
+    return index.add_texts(docs, retriever)
+
+
+def search_audio(index_dir: str | Path, query_audio: str | Path, k: int = 10) -> list[Hit]:
+    """Top-k hits for a spoken question (an audio file), best first: the index's own
+    model encodes it (the cascade transcribes it first; CLSR and SEAL go straight from
+    speech). An unreadable file is an :class:`~speechrag.audio.AudioError` naming it."""
+    from speechrag.audio import load_query_audio
+    from speechrag.index import Index
+    from speechrag.retrievers import from_spec
+
+    samples = load_query_audio(query_audio)
+    index = Index.open(index_dir)
+    retriever = from_spec(index.config.model)
+    return index.search(retriever.encode_query_audio([samples]), k)[0]
 
 
 def search(index_dir: str | Path, question: str, k: int = 10) -> list[Hit]:

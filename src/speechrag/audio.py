@@ -120,6 +120,22 @@ def load(path: str | Path) -> np.ndarray:
     return np.concatenate(list(stream(path)))
 
 
+MAX_QUERY_S = 120.0  # a spoken question; longer is a recording to index, not a query
+
+
+def load_query_audio(path: str | Path) -> np.ndarray:
+    """A spoken query: (n,) float32, 16 kHz. Empty, unreadable or longer than
+    MAX_QUERY_S is an :class:`AudioError` naming the file."""
+    seconds = duration_s(path)
+    if seconds > MAX_QUERY_S:
+        raise AudioError(path, f"{seconds:.0f} s is too long for a spoken query (at most "
+                               f"{MAX_QUERY_S:.0f} s); index long recordings instead")
+    samples = load(path)
+    if not len(samples):
+        raise AudioError(path, "no audio samples")
+    return samples
+
+
 def duration_s(path: str | Path) -> float:
     """Duration in seconds, from the header when libsndfile knows the format, else by decoding."""
     path = Path(path)

@@ -151,7 +151,9 @@ def index(
 
 
 def read_queries(path: Path) -> list[dict]:
-    """A queries JSONL file: one {"id": ..., "text": ...} per line; blank lines ignored."""
+    """A queries JSONL file, one query per line: ``{"id": ..., "text": "..."}`` or a spoken
+    one, ``{"id": ..., "audio": "PATH"}`` (relative to the file's folder). Blank lines
+    are ignored; a malformed line is an error naming its line number."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: queries file not found")
     queries = []
@@ -167,13 +169,51 @@ def read_queries(path: Path) -> list[dict]:
             q = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if isinstance(q, dict) and isinstance(q.get("audio"), str) and q["audio"].strip():
+            audio = Path(q["audio"]).expanduser()
+            queries.append({"id": q.get("id", n),
+                            "audio": str(audio if audio.is_absolute() else path.parent / audio)})
+            continue
         if not isinstance(q, dict) or not isinstance(q.get("text"), str) or not q["text"].strip():
             raise ValueError(f'{path}:{n}: expected {{"id": ..., "text": "..."}} '
-                             "with a non-empty text")
+                             'or {"id": ..., "audio": "PATH"} with a non-empty value')
         queries.append({"id": q.get("id", n), "text": q["text"]})
     if not queries:
         raise ValueError(f"{path}: no queries")
     return queries
+
+
+def encode_queries(retriever: Any, queries: list[dict]) -> tuple[list[dict], Any]:
+    """Text and spoken queries -> (the queries that could be encoded, their vectors (Q, dim)).
+    A spoken query whose file cannot be read is reported and skipped, never fatal to the
+    others; if none is left that is an error."""
+    import numpy as np
+
+    from speechrag.audio import load_query_audio
+
+    kept, samples = [], []
+    for q in queries:
+        if "audio" not in q:
+            kept.append(q)
+            continue
+        try:
+            samples.append(load_query_audio(q["audio"]))
+            kept.append(q)
+        except AudioError as e:
+            err.print(f"skipped query {q['id']}: {e}", markup=False, highlight=False)
+    if not kept:
+        raise ValueError("no query could be read")
+    texts = [q["text"] for q in kept if "audio" not in q]
+    text_vecs = retriever.encode_text(texts) if texts else None
+    audio_vecs = retriever.encode_query_audio(samples) if samples else None
+    vecs = np.zeros((len(kept), retriever.dim), dtype=np.float32)
+    ti = ai = 0
+    for i, q in enumerate(kept):
+        if "audio" in q:
+            vecs[i], ai = audio_vecs[ai], ai + 1  # type: ignore[index]
+        else:
+            vecs[i], ti = text_vecs[ti], ti + 1  # type: ignore[index]
+    return kept, vecs
 
 
 @app.command()
@@ -181,32 +221,78 @@ def read_queries(path: Path) -> list[dict]:
 def search(
     index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
     query: Annotated[str | None, typer.Option(help="A question.")] = None,
+    query_audio: Annotated[Path | None, typer.Option(
+        help="A spoken question (audio file, up to 2 minutes).")] = None,
     queries: Annotated[Path | None, typer.Option(
-        help='JSONL file, one {"id": ..., "text": ...} per line.')] = None,
+        help='JSONL file, one {"id": ..., "text": ...} or {"id": ..., "audio": PATH} '
+             'per line.')] = None,
     k: Annotated[int, typer.Option(help="Hits per query.", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
     model: Annotated[str | None, typer.Option(
         help="Refuse unless the index was built with this model.")] = None,
 ) -> None:
-    """Search an index with text questions; prints file, start-end (mm:ss), score, text."""
+    """Search an index with written or spoken questions; prints source, start-end (mm:ss),
+    score and text. Audio indexes and text-document indexes alike."""
+    from speechrag.audio import load_query_audio
     from speechrag.index import Index
     from speechrag.report import hits_table
     from speechrag.retrievers import from_spec, resolve_spec
 
-    if (query is None) == (queries is None):
-        raise ValueError("give exactly one of --query TEXT or --queries FILE.jsonl")
+    if sum(x is not None for x in (query, query_audio, queries)) != 1:
+        raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
+                         "--queries FILE.jsonl")
     idx = Index.open(index_dir)
     if model is not None:
         idx.check_model(resolve_spec(model))
-    qs = [{"id": 1, "text": query}] if query is not None else read_queries(queries)  # type: ignore[arg-type]
+    if query_audio is not None:
+        load_query_audio(query_audio)  # an unreadable file fails before any model loads
+    qs = ([{"id": 1, "text": query}] if query is not None else
+          [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
+          read_queries(queries))  # type: ignore[arg-type]
     retriever = from_spec(idx.config.model)
-    results = idx.search(retriever.encode_text([q["text"] for q in qs]), k)
+    qs, vectors = encode_queries(retriever, qs)
+    results = idx.search(vectors, k)
     for q, hits in zip(qs, results, strict=True):
+        shown = q.get("text") or f"[spoken] {q['audio']}"
         if as_json:
-            line = {"query_id": q["id"], "query": q["text"], "hits": [h.to_dict() for h in hits]}
+            line = {"query_id": q["id"], "query": q.get("text"), "query_audio": q.get("audio"),
+                    "hits": [h.to_dict() for h in hits]}
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
         else:
-            out.print(hits_table(q["text"], hits))
+            out.print(hits_table(shown, hits))
+
+
+# -- index-text -------------------------------------------------------------------------------
+
+
+@app.command("index-text")
+@user_errors
+def index_text(
+    documents: Annotated[Path, typer.Argument(help='JSONL file, one {"id": ..., "text": ...} '
+                                              "per line.")],
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    model: Annotated[str | None, typer.Option(
+        help="Model (default: the index's model, else cascade's text encoder).")] = None,
+) -> None:
+    """Index text documents, so spoken (or written) questions can retrieve them.
+
+    Hits report source = the document id and no times. Re-running skips unchanged
+    documents and replaces changed ones; a bad line is reported and skipped."""
+    from speechrag import open_index, read_documents
+
+    docs, problems = read_documents(documents)
+    for where, why in problems:
+        err.print(f"skipped {where}: {why}", markup=False, highlight=False)
+    if not docs:
+        raise ValueError(f"{documents}: no document to index")
+    idx, retriever = open_index(index_dir, model)
+    with _progress() as progress:
+        task = progress.add_task("indexing documents", total=len(docs))
+        report = idx.add_texts(docs, retriever,
+                               on_progress=lambda n: progress.update(task, completed=n))
+        progress.update(task, completed=len(docs))
+    err.print(f"indexed {len(report.indexed)} document(s) in {report.wall_s:.1f} s; "
+              f"{len(report.unchanged)} unchanged; {len(problems)} skipped line(s)")
 
 
 # -- eval -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Layout of an index directory::
     index.json        IndexConfig: the model spec, how audio was cut, the dimension
     .writer.lock      held (flock) by the one process adding files
     segments.lance    one row per segment: id, source, path_key, start, end, vector, text
+                      (a text document is one row: source = its id, no start or end)
     files.lance       one row per fully indexed file: path_key, source, size, mtime_ns
 
 Resumable and duplicate-free by construction: a file's segment rows are written
@@ -45,6 +46,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "index.json"
 LOCK_FILE = ".writer.lock"
 ENCODE_BATCH = 8  # segments encoded at once: bounds memory to a few minutes of audio
+TEXT_BATCH = 256  # text documents encoded and written per commit
+TEXT_KEY = "text:"  # path_key prefix of text documents (audio files use real paths)
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wma",
                     ".aiff", ".aif", ".webm", ".mp4", ".mkv"}
 
@@ -314,6 +317,50 @@ class Index:
                 yield from flush()
         if batch:
             yield from flush()
+
+    def add_texts(self, docs: list[tuple[str, str]], retriever: Retriever,
+                  on_progress: Callable[[int], None] | None = None) -> IndexReport:
+        """Index text documents ``(id, text)``: one row each (source = id, no times), so
+        spoken or written queries can retrieve text. A document already stored with the
+        same text is skipped; one with new text replaces its row. Written in chunks; a
+        killed run loses nothing stored and the next run redoes what is missing.
+
+        on_progress(n) is called with the number of documents written so far.
+        """
+        self.check_model(spec_of(retriever))
+        ids = [d for d, _ in docs]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"document id {dup!r} appears more than once")
+        report = IndexReport()
+        t0 = time.perf_counter()
+        with self._writer_lock():
+            stored = {r["path_key"]: r["text"] for r in self.segments.search()
+                      .where("path_key LIKE 'text:%'").select(["path_key", "text"])
+                      .limit(None).to_list()}
+            todo = []
+            for doc_id, text in docs:
+                if stored.get(TEXT_KEY + doc_id) == text:
+                    report.unchanged.append(doc_id)
+                else:
+                    todo.append((doc_id, text))
+            for i in range(0, len(todo), TEXT_BATCH):
+                chunk = todo[i:i + TEXT_BATCH]
+                vectors = retriever.encode_text([t for _, t in chunk])
+                keys = [TEXT_KEY + d for d, _ in chunk]
+                rows = [{"id": key, "source": d, "path_key": key, "start": None, "end": None,
+                         "vector": np.asarray(v, dtype=np.float32), "text": t}
+                        for key, (d, t), v in zip(keys, chunk, vectors, strict=True)]
+                self.segments.delete(f"path_key IN ({', '.join(_quote(k) for k in keys)})")
+                self.segments.add(pa.Table.from_pylist(rows, schema=self.segments.schema))
+                report.indexed += [d for d, _ in chunk]
+                report.n_segments += len(rows)
+                if on_progress:
+                    on_progress(len(report.indexed))
+            if report.indexed:
+                self.compact()
+        report.wall_s = time.perf_counter() - t0
+        return report
 
     def compact(self) -> None:
         """Merge the small per-file fragments and drop old versions (keeps search fast)."""

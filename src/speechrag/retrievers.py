@@ -13,18 +13,21 @@ an index stores, so it can rebuild the retriever that made it and refuse another
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from speechrag.cascade import CascadeConfig, CascadeRetriever
-from speechrag.clsr_retriever import ClsrRetriever, ClsrSpec, file_sha256
+from speechrag.checkpoints import CheckpointSpec, checkpoint_arch, file_sha256
+from speechrag.clsr_retriever import ClsrRetriever
+from speechrag.models.clsr import strict_config
+from speechrag.seal_retriever import SealRetriever
 from speechrag.segment import Segment
 from speechrag.text_encoder import TextEncoder
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+TRAINED_DIR = Path(__file__).parent / "trained"  # checkpoints shipped in the package
 DEFAULT_MODEL = "cascade"
 
 
@@ -96,28 +99,22 @@ class GoldTextRetriever:
         raise NotImplementedError("the clean-text upper bound has no speech front end")
 
 
-def _config_from(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build a frozen config, refusing unknown keys (a misspelling must not pass silently)."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown config key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
-
-
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
+    """Presets (JSON specs) and the trained checkpoints shipped in the package."""
+    return sorted({p.stem for p in PRESETS_DIR.glob("*.json")}
+                  | {p.stem for p in TRAINED_DIR.glob("*.pt")})
 
 
 def resolve_spec(model: str) -> dict[str, Any]:
     """A model name or path -> spec dict ``{"kind": ..., **config}``."""
-    preset = PRESETS_DIR / f"{model}.json"
-    path = preset if preset.is_file() else Path(model)
-    if path.suffix == ".pt" and path.is_file():  # a trained CLSR checkpoint
-        return {"kind": "clsr", "checkpoint": str(path.resolve()), "sha256": file_sha256(path)}
+    preset, shipped = PRESETS_DIR / f"{model}.json", TRAINED_DIR / f"{model}.pt"
+    path = preset if preset.is_file() else shipped if shipped.is_file() else Path(model)
+    if path.suffix == ".pt" and path.is_file():  # a trained CLSR or SEAL checkpoint
+        return {"kind": checkpoint_arch(path), "checkpoint": str(path.resolve()),
+                "sha256": file_sha256(path)}
     if not path.is_file():
         raise ValueError(f"unknown model {model!r}: use one of {preset_names()}, "
-                         "a model JSON file or a CLSR checkpoint (.pt)")
+                         "a model JSON file or a trained checkpoint (.pt)")
     try:
         spec = json.loads(path.read_text())
     except json.JSONDecodeError as err:
@@ -128,7 +125,7 @@ def resolve_spec(model: str) -> dict[str, Any]:
 
 
 CONFIGS: dict[str, type] = {"cascade": CascadeConfig, "gold-text": CascadeConfig,
-                            "clsr": ClsrSpec}
+                            "clsr": CheckpointSpec, "seal": CheckpointSpec}
 
 
 def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +135,7 @@ def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
     kind = values.pop("kind", None)
     if kind not in CONFIGS:
         raise ValueError(f"unknown retriever kind {kind!r} (known: {', '.join(CONFIGS)})")
-    return {"kind": kind, **_config_from(CONFIGS[kind], values, f"{kind} model").to_dict()}
+    return {"kind": kind, **strict_config(CONFIGS[kind], values, f"{kind} model").to_dict()}
 
 
 def from_spec(spec: dict[str, Any]) -> Retriever:
@@ -146,11 +143,13 @@ def from_spec(spec: dict[str, Any]) -> Retriever:
     values = dict(spec)
     kind = values.pop("kind")
     if kind == "cascade":
-        return CascadeRetriever(_config_from(CascadeConfig, values, "cascade model"))
+        return CascadeRetriever(strict_config(CascadeConfig, values, "cascade model"))
     if kind == "clsr":
-        return ClsrRetriever(_config_from(ClsrSpec, values, "clsr model"))
+        return ClsrRetriever(strict_config(CheckpointSpec, values, "clsr model"))
+    if kind == "seal":
+        return SealRetriever(strict_config(CheckpointSpec, values, "seal model"))
     if kind == GoldTextRetriever.kind:  # an evaluator's upper-bound index, searched by text
-        config = _config_from(CascadeConfig, values, "gold-text model")
+        config = strict_config(CascadeConfig, values, "gold-text model")
         return GoldTextRetriever({}, text_encoder=config.text_encoder)
     raise ValueError(f"unknown retriever kind {kind!r} (known: {', '.join(CONFIGS)})")
 
