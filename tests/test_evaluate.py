@@ -52,3 +52,55 @@ def test_gold_text_upper_bound(tiny_corpus, tmp_path) -> None:
     report = evaluate(tiny_corpus, GOLD_TEXT, tmp_path)
     assert report["retrieval"]["overall"]["R@1"] >= 0.75
     assert report["wer"] == pytest.approx(0.0, abs=0.02)
+
+
+def test_spoken_queries_over_recordings(tiny_corpus, tiny_retriever, tmp_path) -> None:
+    """The same audio index answers the corpus's queries spoken by evaluation voices."""
+    import shutil
+
+    from speechrag.corpus.build import load_corpus, speak_queries
+
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus.root, root)
+    corpus = load_corpus(root)
+    with pytest.raises(ValueError, match="speak-queries"):
+        evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever,
+                 spoken=True)
+    corpus = speak_queries(root, kinds=("description",))
+    wanted = [q for q in corpus.queries if q["kind"] == "description"]
+    assert [q["id"] for q in corpus.spoken_queries] == [q["id"] for q in wanted]
+    assert {q["voice"] for q in corpus.spoken_queries} <= {"flite:slt", "festival:kal_diphone"}
+    report = evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever,
+                      segmenter=SegmenterConfig(40, 20), spoken=True)
+    assert report["queries_spoken"] and report["targets"] == "recordings"
+    assert report["retrieval"]["overall"]["n"] == len(wanted)
+    assert report["retrieval"]["overall"]["R@5"] >= 0.5
+    from speechrag.corpus.tts import VoiceError
+
+    with pytest.raises(VoiceError, match="reserved"):
+        speak_queries(root, voices=("festival:ked_diphone",))
+
+
+def test_spoken_queries_over_text_documents(tiny_retriever, tmp_path) -> None:
+    """A "queries" corpus: no passage audio, its passages are text documents."""
+    from speechrag.corpus.build import CorpusConfig, build_corpus, speak_queries
+
+    root = tmp_path / "queries-only"
+    corpus = build_corpus(CorpusConfig(split="test", passages=6, layout="queries"), root)
+    assert corpus.manifest == [] and corpus.audio_files() == []
+    assert len(corpus.documents) == 6
+    speak_queries(root, kinds=("description",))
+    from speechrag.corpus.build import load_corpus
+
+    corpus = load_corpus(root)
+    report = evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever,
+                      spoken=True)
+    assert report["targets"] == "text documents" and report["wer"] is None
+    assert report["indexing"]["rtf"] is None and report["indexing"]["n_segments"] == 6
+    assert report["retrieval"]["overall"]["R@1"] >= 0.5
+    written = evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever)
+    assert written["retrieval"]["overall"]["n"] == len(corpus.queries)
+    from speechrag.report import eval_table, report_name
+
+    assert report_name(report) == "cascade-tiny-spoken" and report_name(written) == "cascade-tiny"
+    eval_table(report)

@@ -309,13 +309,16 @@ def eval_(
     window: Annotated[float, typer.Option(help="Window length, seconds.")] = 40.0,
     hop: Annotated[float, typer.Option(help="Hop between windows, seconds.")] = 20.0,
     k: Annotated[int, typer.Option(help="Hits per query.", min=10)] = 10,
+    spoken_queries: Annotated[bool, typer.Option(
+        "--spoken-queries", help="Ask the corpus's spoken queries (see `corpus "
+        "speak-queries`) instead of the written ones.")] = False,
 ) -> None:
     """Index a corpus with a model, run its queries, report R@k, MRR, RTF, latency, WER."""
-    run_eval(corpus, model, out_dir, window, hop, k)
+    run_eval(corpus, model, out_dir, window, hop, k, spoken_queries)
 
 
 def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop: float = 20.0,
-             k: int = 10) -> dict:
+             k: int = 10, spoken: bool = False) -> dict:
     from speechrag.corpus.build import load_corpus
     from speechrag.evaluate import evaluate
     from speechrag.report import eval_table, plot_reports, write_report
@@ -325,7 +328,7 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
     with _progress() as progress:
         on_progress = _audio_progress(progress, c.audio_files())
         report = evaluate(c, model, out_dir, k=k, segmenter=SegmenterConfig(window, hop),
-                          on_progress=on_progress)
+                          on_progress=on_progress, spoken=spoken)
     path = write_report(report, out_dir)
     chart = plot_reports(out_dir)
     out.print(eval_table(report))
@@ -363,7 +366,9 @@ def corpus_build(
     voices: Annotated[list[str] | None, typer.Option(
         help="Voices, repeated or comma-separated (default: the evaluation voices "
              "flite:slt,festival:kal_diphone).")] = None,
-    layout: Annotated[str, typer.Option(help="episodes (long-form) or passages.")] = "episodes",
+    layout: Annotated[str, typer.Option(
+        help="episodes (long-form), passages (one file each) or queries (no passage audio: "
+             "documents.jsonl for text retrieval).")] = "episodes",
     per_episode: Annotated[int, typer.Option(help="Passages per episode.", min=1)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of passage order, voices and pauses.")] = 0,
 ) -> None:
@@ -382,6 +387,30 @@ def corpus_build(
     err.print(f"{out_dir}: {len(c.manifest)} passages, {len(c.audio_files())} audio file(s), "
               f"{total_s / 60:.1f} min of speech, {len(c.queries)} queries",
               markup=False, highlight=False)
+
+
+@corpus_app.command("speak-queries")
+@user_errors
+def corpus_speak_queries(
+    corpus: Annotated[Path, typer.Option(help="A corpus built by `speechrag corpus build`.")],
+    voices: Annotated[list[str] | None, typer.Option(
+        help="Voices, repeated or comma-separated (default: the evaluation voices; a train "
+             "corpus: the training voices).")] = None,
+    kinds: Annotated[str, typer.Option(
+        help="Query kinds to speak, comma-separated.")] = "description,title",
+) -> None:
+    """Speak a corpus's queries (for spoken-query search and eval --spoken-queries)."""
+    from speechrag.corpus.build import load_corpus, speak_queries
+
+    chosen = tuple(v.strip() for vs in (voices or []) for v in vs.split(",") if v.strip())
+    wanted = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    total = sum(q["kind"] in wanted for q in load_corpus(corpus).queries)
+    with _progress() as progress:
+        task = progress.add_task("speaking queries", total=total)
+        c = speak_queries(corpus, chosen or None, wanted,
+                          on_progress=lambda d, _t: progress.update(task, completed=d))
+    err.print(f"{corpus}: {len(c.spoken_queries)} spoken queries", markup=False,
+              highlight=False)
 
 
 # -- demo -------------------------------------------------------------------------------------

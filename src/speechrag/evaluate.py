@@ -4,6 +4,11 @@ queries, and is scored by the same metric code (speechrag.metrics).
 Report fields: retrieval R@1/5/10 and MRR (overall, per query kind, per voice),
 indexing wall time and real-time factor, query latency p50/p95 (encode the query
 + exact search), and WER of the stored transcripts where the model makes them.
+
+Queries are written (``queries.jsonl``) or spoken (``spoken_queries.jsonl``, see
+``speechrag corpus speak-queries``). Targets are the corpus's recordings, or, for a
+corpus of layout "queries", its passages as text documents: then a hit is correct
+when its source is the query's passage.
 """
 
 from __future__ import annotations
@@ -102,32 +107,66 @@ def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
     return index, timing
 
 
+def build_document_index(corpus: Corpus, retriever: Retriever, index_dir: Path
+                         ) -> tuple[Index, dict]:
+    """Index a "queries" corpus's passages as text documents; timing as for audio."""
+    index = Index.create(index_dir, retriever, SegmenterConfig())
+    report = index.add_texts([(d["id"], d["text"]) for d in corpus.documents], retriever)
+    timing_file = index_dir / TIMING_FILE
+    timing = json.loads(timing_file.read_text()) if timing_file.exists() else \
+        {"wall_s": 0.0, "audio_s": 0.0, "n_segments": 0}
+    if report.indexed:
+        timing = {"wall_s": timing["wall_s"] + report.wall_s, "audio_s": 0.0,
+                  "n_segments": timing["n_segments"] + report.n_segments}
+        timing_file.write_text(json.dumps(timing) + "\n")
+    return index, timing
+
+
 def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
              segmenter: SegmenterConfig | None = None,
              retriever: Retriever | None = None,
-             on_progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
-    """Index ``corpus`` with ``model`` into ``out/index-<model>`` and score its queries."""
+             on_progress: Callable[[str, float], None] | None = None,
+             spoken: bool = False) -> dict[str, Any]:
+    """Index ``corpus`` with ``model`` into ``out/index-<model>`` and score its queries
+    (written, or spoken with ``spoken=True``)."""
+    from speechrag.audio import load_query_audio
+
     segmenter = segmenter or SegmenterConfig()
+    queries = corpus.spoken_queries if spoken else corpus.queries
+    if spoken and not queries:
+        raise ValueError(f"{corpus.root}: no spoken queries; make them with `speechrag corpus "
+                         f"speak-queries --corpus {corpus.root}`")
+    documents = corpus.config.get("layout") == "queries"
     retriever = retriever or retriever_for(model, corpus)
     index_dir = Path(out) / f"index-{safe_name(model)}"
-    index, timing = build_index(corpus, retriever, index_dir, segmenter, on_progress)
+    if documents:
+        index, timing = build_document_index(corpus, retriever, index_dir)
+    else:
+        index, timing = build_index(corpus, retriever, index_dir, segmenter, on_progress)
 
     gold = corpus.gold()
     ranks: list[int | None] = []
     per_query: list[dict] = []
     latencies_ms: list[float] = []
-    for q in corpus.queries:
-        occurrences = gold[q["passage_id"]]
+    for q in queries:
+        samples = load_query_audio(q["audio"]) if spoken else None
         t0 = time.perf_counter()
-        vec = retriever.encode_text([q["text"]])
+        vec = (retriever.encode_query_audio([samples]) if samples is not None
+               else retriever.encode_text([q["text"]]))
         hits = index.search(vec, k)[0]
         latencies_ms.append((time.perf_counter() - t0) * 1000)
-        rank = first_correct_rank(
-            [(os.path.realpath(h.source), h.start, h.end) for h in hits],
-            [(os.path.realpath(o["audio"]), o["start"], o["end"]) for o in occurrences])
+        if documents:
+            rank = next((i for i, h in enumerate(hits, start=1)
+                         if h.source == q["passage_id"]), None)
+            voice = q.get("voice", "text")
+        else:
+            occurrences = gold[q["passage_id"]]
+            rank = first_correct_rank(
+                [(os.path.realpath(h.source), h.start, h.end) for h in hits],
+                [(os.path.realpath(o["audio"]), o["start"], o["end"]) for o in occurrences])
+            voice = q["voice"] if spoken else occurrences[0]["voice"]
         ranks.append(rank)
-        per_query.append({"id": q["id"], "kind": q["kind"], "voice": occurrences[0]["voice"],
-                          "rank": rank})
+        per_query.append({"id": q["id"], "kind": q["kind"], "voice": voice, "rank": rank})
 
     def summary(key: str) -> dict[str, dict]:
         groups: dict[str, list[int | None]] = {}
@@ -137,6 +176,8 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
 
     return {
         "model": model,
+        "queries_spoken": spoken,
+        "targets": "text documents" if documents else "recordings",
         "model_spec": spec_of(retriever),
         "corpus": str(corpus.root),
         "index": str(index_dir),
@@ -145,10 +186,11 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
         "k": k,
         "retrieval": {"overall": retrieval_summary(ranks), "by_kind": summary("kind"),
                       "by_voice": summary("voice")},
-        "indexing": {**timing, "rtf": timing["wall_s"] / max(timing["audio_s"], 1e-9)},
+        "indexing": {**timing, "rtf": None if documents else
+                     timing["wall_s"] / max(timing["audio_s"], 1e-9)},
         "query_latency_ms": {"p50": percentile(latencies_ms, 50),
                              "p95": percentile(latencies_ms, 95)},
-        "wer": transcript_wer(index, corpus),
+        "wer": None if documents else transcript_wer(index, corpus),
         "queries": per_query,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -51,7 +51,9 @@ def _pct(x: float) -> str:
 
 def eval_table(report: dict[str, Any]) -> Table:
     r = report["retrieval"]
-    table = Table(title=Text(f"{report['model']} on {report['corpus']}", style="bold"),
+    asked = "spoken queries" if report.get("queries_spoken") else "written queries"
+    table = Table(title=Text(f"{report['model']} on {report['corpus']} ({asked})",
+                             style="bold"),
                   title_justify="left")
     for col in ("queries", "n", "R@1", "R@5", "R@10", "MRR"):
         table.add_column(col, justify="right" if col != "queries" else "left")
@@ -64,17 +66,24 @@ def eval_table(report: dict[str, Any]) -> Table:
     ix = report["indexing"]
     lat = report["query_latency_ms"]
     wer = report.get("wer")
-    table.caption = (f"indexing {ix['wall_s']:.1f} s for {ix['audio_s']:.0f} s of audio "
-                     f"(RTF {ix['rtf']:.3f}); query latency p50 {lat['p50']:.0f} ms, "
+    what = (f"{ix['n_segments']} text documents" if ix.get("rtf") is None else
+            f"{ix['audio_s']:.0f} s of audio (RTF {ix['rtf']:.3f})")
+    table.caption = (f"indexing {ix['wall_s']:.1f} s for {what}; "
+                     f"query latency p50 {lat['p50']:.0f} ms, "
                      f"p95 {lat['p95']:.0f} ms; WER "
                      + ("-" if wer is None else f"{100 * wer:.1f}%"))
     return table
 
 
+def report_name(report: dict[str, Any]) -> str:
+    """``cascade``, or ``cascade-spoken`` for spoken queries: a report's file name and label."""
+    return safe_name(report["model"]) + ("-spoken" if report.get("queries_spoken") else "")
+
+
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{safe_name(report['model'])}{REPORT_SUFFIX}"
+    path = out / f"{report_name(report)}{REPORT_SUFFIX}"
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
 
@@ -105,14 +114,14 @@ def plot_reports(out: str | Path) -> Path:
             if block is None:
                 continue
             xs = [j + i * width for j in range(len(metrics))]
-            ax.bar(xs, [100 * block[m] for m in metrics], width, label=r["model"])
+            ax.bar(xs, [100 * block[m] for m in metrics], width, label=report_name(r))
         ax.set_xticks([j + width * (len(reports) - 1) / 2 for j in range(len(metrics))], metrics)
         ax.set_ylim(0, 100)
         ax.set_title(f"queries: {panel}")
         ax.set_ylabel("%")
         ax.grid(axis="y", alpha=0.3)
     ax = axes[0][-1]
-    ax.bar([r["model"] for r in reports], [r["indexing"]["rtf"] for r in reports],
+    ax.bar([report_name(r) for r in reports], [r["indexing"]["rtf"] or 0.0 for r in reports],
            color=[f"C{i}" for i in range(len(reports))])
     ax.set_title("indexing real-time factor (lower is faster)")
     ax.tick_params(axis="x", rotation=30)

@@ -8,6 +8,10 @@ Layout of a corpus directory::
     manifest.jsonl   one line per spoken passage: passage_id, title, split, audio (relative
                      to the corpus dir), start, end (seconds), voice, text (the words spoken)
     queries.jsonl    one line per query: id, text, kind (description|title), passage_id
+    documents.jsonl  layout "queries" only (no audio): the passages as text documents,
+                     {"id": passage_id, "title", "text"}, ready for ``speechrag index-text``
+    spoken_queries.jsonl, query_audio/   optional (``speak_queries``): the same queries
+                     spoken, one line each: id, text, kind, passage_id, voice, audio
 
 Deterministic for a given config (seeded), and resumable: utterances and episodes
 are written to a temporary name and renamed, and existing ones are reused.
@@ -29,7 +33,9 @@ from speechrag import audio
 from speechrag.corpus import tts
 from speechrag.corpus.wikispoken import Passage, passages, queries_for
 
-LAYOUTS = ("episodes", "passages")
+LAYOUTS = ("episodes", "passages", "queries")  # queries: no passage audio (text targets)
+SPOKEN_QUERIES = "spoken_queries.jsonl"
+DOCUMENTS = "documents.jsonl"  # layout "queries": {"id": passage_id, "title", "text"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class Corpus:
     config: dict
     manifest: list[dict] = field(default_factory=list)
     queries: list[dict] = field(default_factory=list)
+    spoken_queries: list[dict] = field(default_factory=list)  # "audio" is absolute
+    documents: list[dict] = field(default_factory=list)  # layout "queries" only
 
     def audio_files(self) -> list[str]:
         return sorted({str(self.root / m["audio"]) for m in self.manifest})
@@ -102,8 +110,12 @@ def load_corpus(root: str | Path) -> Corpus:
         if not (root / name).is_file():
             raise ValueError(f"{root}: not a WikiSpoken corpus (no {name}); "
                              "build one with `speechrag corpus build`")
+    spoken = root / SPOKEN_QUERIES
     return Corpus(root, json.loads((root / "corpus.json").read_text()),
-                  _read_jsonl(root / "manifest.jsonl"), _read_jsonl(root / "queries.jsonl"))
+                  _read_jsonl(root / "manifest.jsonl"), _read_jsonl(root / "queries.jsonl"),
+                  [{**q, "audio": str(root / q["audio"])} for q in _read_jsonl(spoken)]
+                  if spoken.is_file() else [],
+                  _read_jsonl(root / DOCUMENTS) if (root / DOCUMENTS).is_file() else [])
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -154,8 +166,10 @@ def build_corpus(config: CorpusConfig, out: str | Path,
     if config.layout == "episodes":
         groups = [chosen[i:i + config.per_episode]
                   for i in range(0, len(chosen), config.per_episode)]
-    else:
+    elif config.layout == "passages":
         groups = [[p] for p in chosen]
+    else:  # queries only: the passages are the (text) documents, nothing is spoken
+        groups = []
     # Draw every random choice up front, in a fixed order, so a resumed build decides alike.
     plan = []
     for g, group in enumerate(groups):
@@ -187,6 +201,9 @@ def build_corpus(config: CorpusConfig, out: str | Path,
         if not target.exists():
             _assemble(root, target, voice, group, pauses, lead)
     queries = [q for p in chosen for q in queries_for(p)]
+    if config.layout == "queries":  # the written passages are what queries retrieve
+        _write_jsonl(root / DOCUMENTS, [{"id": p.passage_id, "title": p.title, "text": p.text}
+                                        for p in chosen])
     _write_jsonl(root / "manifest.jsonl", manifest)
     _write_jsonl(root / "queries.jsonl", queries)
     return load_corpus(root)
@@ -204,3 +221,32 @@ def _assemble(root: Path, target: Path, voice: tts.Voice, group: list[Passage],
     tmp = target.with_suffix(".tmp.wav")
     sf.write(str(tmp), np.concatenate(pieces), audio.SAMPLE_RATE, subtype="PCM_16")
     tmp.replace(target)
+
+
+def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
+                  kinds: tuple[str, ...] = ("description", "title"),
+                  on_progress: Callable[[int, int], None] | None = None) -> Corpus:
+    """Speak a built corpus's queries: ``query_audio/<id>.wav`` and
+    ``spoken_queries.jsonl``. Each query gets one voice, alternating over ``voices``
+    (default: the evaluation voices of a dev/test corpus, the corpus's own voices of a
+    train corpus); the voice roles of :class:`CorpusConfig` apply. Resumable."""
+    root = Path(root)
+    corpus = load_corpus(root)
+    split = corpus.config.get("split")
+    voices = voices or (tts.TRAINING if split == "train" else tts.EVALUATION)
+    CorpusConfig(split=split, passages=1, voices=voices)  # enforces the voice roles
+    for engine in {v.partition(":")[0] for v in voices}:
+        tts.check_engine(engine)
+    chosen = [q for q in corpus.queries if q["kind"] in kinds]
+    rows = []
+    for i, q in enumerate(chosen, start=1):
+        voice = tts.parse_voice(voices[int(hashlib.sha1(q["id"].encode()).hexdigest()[:8], 16)
+                                       % len(voices)])
+        rel = f"query_audio/{q['id']}.wav"
+        if not (root / rel).exists():
+            tts.synthesize(q["text"], voice, root / rel)
+        rows.append({**q, "voice": voice.id, "audio": rel})
+        if on_progress:
+            on_progress(i, len(chosen))
+    _write_jsonl(root / SPOKEN_QUERIES, rows)
+    return load_corpus(root)
