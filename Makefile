@@ -45,7 +45,7 @@ lint: install
 
 # The README's benchmark table (about 30 minutes on 2 cores).
 bench: install
-	$(PY) benchmarks/cascade_wikispoken.py
+	$(PY) benchmarks/wikispoken.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -383,6 +383,12 @@ def corpus_build(
         task = progress.add_task("speaking passages", total=passages)
         c = build_corpus(config, out_dir,
                          on_progress=lambda d, _t: progress.update(task, completed=d))
+        progress.update(task, completed=passages)
+    if layout == "queries":
+        err.print(f"{out_dir}: {len(c.documents)} text documents (documents.jsonl), "
+                  f"{len(c.queries)} queries; speak them with `speechrag corpus speak-queries`",
+                  markup=False, highlight=False)
+        return
     total_s = sum(m["end"] - m["start"] for m in c.manifest)
     err.print(f"{out_dir}: {len(c.manifest)} passages, {len(c.audio_files())} audio file(s), "
               f"{total_s / 60:.1f} min of speech, {len(c.queries)} queries",
