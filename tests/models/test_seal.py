@@ -85,3 +85,38 @@ def test_config_round_trip_and_unknown_keys(tmp_path: Path, text: TextEncoder) -
     torch.save({"format": 1, "config": {}, "state": {}}, bogus)
     with pytest.raises(ValueError, match="not a SEAL checkpoint"):
         SealModel.load(bogus, text)
+
+
+def test_checkpoint_serves_audio_and_text_indexes(text: TextEncoder, speech_dir: Path,
+                                                  tmp_path: Path) -> None:
+    """A SEAL checkpoint given as --model indexes speech and text documents; written
+    queries over text behave as the text encoder (identity projection at start);
+    spoken queries search both; a changed checkpoint is refused."""
+    import speechrag
+    from speechrag.index import IndexConfigError
+    from speechrag.segment import SegmenterConfig
+
+    from ..conftest import TOPICS, speak
+
+    ckpt = tmp_path / "seal.pt"
+    SealModel(SMALL, text).save(ckpt)
+    seg = SegmenterConfig(window_s=10, hop_s=5)
+    report = speechrag.index_audio([speech_dir], tmp_path / "audio-ix", model=str(ckpt),
+                                   segmenter=seg)
+    assert len(report.indexed) == 3 and not report.failed
+    index, _ = speechrag.open_index(tmp_path / "audio-ix")
+    assert index.config.model["kind"] == "seal"
+    assert all(r["text"] is None for r in index.rows())  # SEAL decodes no words
+    question = speak("which instrument has four strings", tmp_path / "q.wav")
+    hits = speechrag.search_audio(tmp_path / "audio-ix", question, k=2)
+    assert len(hits) == 2 and all(h.start is not None for h in hits)
+
+    docs = speechrag.index_texts(list(TOPICS.items()), tmp_path / "text-ix", model=str(ckpt))
+    assert sorted(docs.indexed) == sorted(TOPICS)
+    assert speechrag.search(tmp_path / "text-ix", "a bowed string instrument", k=1)[0].source \
+        == "violin"
+    assert len(speechrag.search_audio(tmp_path / "text-ix", question, k=3)) == 3
+    with open(ckpt, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises((IndexConfigError, ValueError), match="changed|built with model"):
+        speechrag.index_texts([("x", "y")], tmp_path / "text-ix", model=str(ckpt))
