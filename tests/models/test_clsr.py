@@ -131,3 +131,30 @@ def test_restricted_vocabulary(text: TextEncoder, batch: dict, tmp_path: Path) -
     with torch.no_grad():
         again = loaded(batch["states"], batch["state_mask"])
     assert torch.equal(again["token_ids"], out["token_ids"])
+
+
+@pytest.mark.parametrize("variant", [
+    {"align_weight": 0.5, "alignment": {"similarity": "cosine", "layers": [[-1, -1]]}},
+    {"align_weight": 0.5, "alignment": {"similarity": "wasserstein", "layers": [[0, 3], [1, 6]],
+                                        "iters": 10}},
+    {"vq": False},
+], ids=["align-cosine", "align-wasserstein-all", "no-vq"])
+def test_variants_train(text: TextEncoder, batch: dict, variant: dict) -> None:
+    """The alignment loss between CIF/decoder states and the text encoder's states, and
+    the ablation without the VQ adaptor, train (their losses fall) and reach the
+    projection they add."""
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), **variant})
+    torch.manual_seed(0)
+    model = ClsrModel(config, text).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    key = "align" if "align_weight" in variant else "nll"
+    seen = []
+    for _ in range(25):
+        parts = model.training_loss(**batch, contrastive=True)
+        seen.append(float(parts[key].detach()))
+        opt.zero_grad()
+        parts["loss"].backward()
+        if model.align_proj is not None:
+            assert model.align_proj.weight.grad is not None
+        opt.step()
+    assert min(seen[-5:]) < seen[0]

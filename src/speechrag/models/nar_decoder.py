@@ -58,15 +58,23 @@ class NarDecoder(nn.Module):
                 memory_mask: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, N, D) from CIF, n_tokens (B,), memory (B, S, D_enc) encoder states,
         memory_mask (B, S) True on real states -> logits (B, N, V)."""
+        return self.output_from_hidden(self.hidden(tokens, n_tokens, memory, memory_mask))
+
+    def output_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) final (normalized) decoder states -> logits (B, N, V)."""
+        return self.to_word_space(h) @ self.word_embeddings.T + self.out_bias
+
+    def hidden(self, tokens: torch.Tensor, n_tokens: torch.Tensor, memory: torch.Tensor,
+               memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's final states (B, N, D), before the output layer."""
         n = tokens.shape[1]
         if n > self.config.max_tokens:
             raise ValueError(f"{n} tokens > max_tokens {self.config.max_tokens}")
         x = tokens + self.positions(torch.arange(n, device=tokens.device))[None]
         pad = torch.arange(n, device=tokens.device)[None] >= n_tokens[:, None]
         pad &= (n_tokens > 0)[:, None]  # a row with no tokens: attend freely, output unused
-        h = self.layers(x, self.memory_proj(memory), tgt_key_padding_mask=pad,
-                        memory_key_padding_mask=None if memory_mask is None else ~memory_mask)
-        return self.to_word_space(h) @ self.word_embeddings.T + self.out_bias
+        return self.layers(x, self.memory_proj(memory), tgt_key_padding_mask=pad,
+                           memory_key_padding_mask=None if memory_mask is None else ~memory_mask)
 
     def output(self, h: torch.Tensor) -> torch.Tensor:
         """The output layer alone on (B, N, D) (final norm included) -> logits (B, N, V).

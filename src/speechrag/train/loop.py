@@ -168,7 +168,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     last = out / "last.pt"
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
-        if state["train_config"] != config.to_dict() or state.get("arch", "clsr") != arch.name:
+        saved = TrainConfig.from_dict(state["train_config"], arch.config_cls)  # new defaults
+        if saved != config or state.get("arch", "clsr") != arch.name:
             raise ValueError(f"{last}: was trained with another config; use a new --out")
         model.load_state_dict(state["state"], strict=False)
         opt.load_state_dict(state["optimizer"])
