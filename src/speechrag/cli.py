@@ -344,10 +344,10 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
 @user_errors
 def train(
     ctx: typer.Context,
-    arch: Annotated[str, typer.Option(help="Architecture to train: clsr.")] = "clsr",
+    arch: Annotated[str, typer.Option(help="Architecture to train: clsr or seal.")] = "clsr",
 ) -> None:
-    """Train a model: --arch clsr --corpus DIR [--config FILE] [--out DIR] (see
-    `speechrag train --arch clsr --help`)."""
+    """Train a model: --arch clsr|seal --corpus DIR [--config FILE] [--out DIR]
+    [--features DIR] (see `speechrag train --arch seal --help`)."""
     from speechrag.train import main as train_main
 
     path = train_main(["--arch", arch, *ctx.args])
