@@ -103,6 +103,8 @@ class SealModel(nn.Module):
         self.adaptor = SpeechAdaptor(config.d_encoder, e, config.downsample, config.d_hidden,
                                      config.dropout)
         self.projection = nn.Linear(e, e)
+        self._text_cache: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        self._query_cache: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
             self.projection.weight.copy_(torch.eye(e))
             self.projection.bias.zero_()
@@ -145,19 +147,53 @@ class SealModel(nn.Module):
         """
         out = self(states, state_mask)
         lengths = (targets != IGNORE).sum(dim=1)
-        with torch.no_grad():
-            text_layers, text_mask = self.text.hidden_states(targets, lengths)
+        text_layers, text_mask = self._cached_text_states(targets, lengths)
         align = alignment_loss(self.config.alignment, out["layers"], out["mask"], text_layers,
                                text_mask)
         parts = {"align": align}
         if contrastive:
-            with torch.no_grad():
-                q = self._text_sentence(query_ids, query_lengths)
+            q = self._cached_queries(query_ids, query_lengths)
             nll = info_nce(self.project(q), out["speech_emb"], self.config.nce_temperature)
             parts |= {"nll": nll, "loss": nll + self.config.align_weight * align}
         else:
             parts |= {"nll": align.new_zeros(()), "loss": align}
         return parts
+
+    @torch.no_grad()
+    def _cached_text_states(self, ids: torch.Tensor, lengths: torch.Tensor
+                            ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The frozen text encoder's states of each transcript, computed once per distinct
+        transcript and kept (only the layers the alignment uses): on 2 CPU cores the
+        text encoder over a batch of passages cost more than the whole trained side.
+        -> per-layer (B, M, E) (unused layers are None) and the mask (B, M)."""
+        n_layers = self.text.transformer.config.num_hidden_layers + 1  # embeddings first
+        used = sorted({t % n_layers for _, t in self.config.alignment.layers})
+        rows = []
+        for row, n in zip(ids.tolist(), lengths.tolist(), strict=True):
+            key = tuple(row[:n])
+            if key not in self._text_cache:
+                layers, _ = self.text.hidden_states(ids.new_tensor([key]), ids.new_tensor([n]))
+                self._text_cache[key] = [layers[i][0].half() for i in used]
+            rows.append(self._text_cache[key])
+        m = max(r[0].shape[0] for r in rows)
+        mask = torch.arange(m, device=ids.device)[None] < (lengths[:, None] + 2)
+        out: list[torch.Tensor | None] = [None] * n_layers
+        for j, i in enumerate(used):
+            out[i] = torch.stack([F.pad(r[j], (0, 0, 0, m - r[j].shape[0])) for r in rows]
+                                 ).float()
+        return out, mask  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _cached_queries(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Text-encoder embeddings (B, E) of the questions, computed once per question."""
+        rows = []
+        for row, n in zip(ids.tolist(), lengths.tolist(), strict=True):
+            key = tuple(row[:n])
+            if key not in self._query_cache:
+                self._query_cache[key] = self._text_sentence(ids.new_tensor([key]),
+                                                             ids.new_tensor([n]))[0]
+            rows.append(self._query_cache[key])
+        return torch.stack(rows)
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes; the frozen text encoder is rebuilt from its asset."""
