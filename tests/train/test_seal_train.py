@@ -43,3 +43,20 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
               "--out", str(out), "--features", str(features), "--quiet"])
     with pytest.raises(ValueError, match="unknown key"):
         trainer.train_config({"model": {"adaptor": 3}})
+
+    # stage 2 alone, initialized from the first run's weights
+    stage2 = tmp_path / "stage2.json"
+    stage2.write_text(json.dumps({**CONFIG, "stage1_steps": 0, "stage2_steps": 2,
+                                  "eval_every": 2}))
+    out2 = tmp_path / "run2"
+    main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(stage2),
+          "--out", str(out2), "--features", str(features), "--init", str(model), "--quiet"])
+    log2 = [json.loads(line) for line in (out2 / "log.jsonl").read_text().splitlines()]
+    assert log2[0]["init"] == str(model) and log2[0]["init_step"] == 8
+    assert log2[-1]["step"] == 2 and log2[-1]["stage"] == 2 and log2[-1]["nll"] > 0
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**CONFIG, "model": {**CONFIG["model"], "d_hidden": 32}}))
+    with pytest.raises(ValueError, match="model config"):
+        main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(other),
+              "--out", str(tmp_path / "run3"), "--features", str(features), "--init",
+              str(model), "--quiet"])

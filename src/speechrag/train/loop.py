@@ -138,6 +138,9 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
                     help="run directory (checkpoints, log, curves)")
     ap.add_argument("--features", type=Path,
                     help="cache of Whisper states (default OUT/features); runs may share one")
+    ap.add_argument("--init", type=Path,
+                    help="start from this model.pt's trained weights (same model config; "
+                         "new optimizer and schedule), e.g. stage 2 after a stage-1 run")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(args.config.read_text()) if args.config else {},
@@ -166,6 +169,17 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     step, log = 0, []
     last = out / "last.pt"
+    if args.init is not None and not last.exists():
+        init = torch.load(args.init, map_location=device, weights_only=True)
+        if (init.get("arch", "clsr") != arch.name
+                or arch.config_cls.from_dict(init["config"]) != config.model):
+            raise ValueError(f"{args.init}: not a {arch.name} checkpoint with this run's "
+                             "model config")
+        missing, unexpected = model.load_state_dict(init["state"], strict=False)
+        if unexpected or any(k in init["state"] for k in missing):
+            raise ValueError(f"{args.init}: weights do not fit the model")
+        log = [{"step": 0, "init": str(args.init), "init_step": init.get("step")}]
+        say(f"initialized from {args.init} (its step {init.get('step')})")
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = TrainConfig.from_dict(state["train_config"], arch.config_cls)  # new defaults
