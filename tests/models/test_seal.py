@@ -120,3 +120,20 @@ def test_checkpoint_serves_audio_and_text_indexes(text: TextEncoder, speech_dir:
         f.write(b"\0")
     with pytest.raises((IndexConfigError, ValueError), match="changed|built with model"):
         speechrag.index_texts([("x", "y")], tmp_path / "text-ix", model=str(ckpt))
+
+
+def test_shipped_checkpoint_answers_a_spoken_question(tmp_path: Path) -> None:
+    """`--model seal` is the trained checkpoint in the package: a spoken question finds
+    its passage among written ones, and a written question does too."""
+    import speechrag
+    from speechrag.retrievers import TRAINED_DIR, preset_names, resolve_spec
+
+    from ..conftest import TOPICS, speak
+
+    assert "seal" in preset_names() and resolve_spec("seal")["kind"] == "seal"
+    model = SealModel.load(TRAINED_DIR / "seal.pt")
+    assert model.config.whisper == "whisper-base"
+    speechrag.index_texts(list(TOPICS.items()), tmp_path / "ix", model="seal")
+    question = speak("which wooden instrument is played with a bow", tmp_path / "q.wav")
+    assert speechrag.search_audio(tmp_path / "ix", question, k=1)[0].source == "violin"
+    assert speechrag.search(tmp_path / "ix", "hot lava and ash", k=1)[0].source == "volcano"
