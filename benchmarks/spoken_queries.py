@@ -1,6 +1,6 @@
 """Spoken questions, the speech-RAG direction, side by side in one run.
 
-    .venv/bin/python benchmarks/spoken_queries.py [--models cascade seal clsr]
+    .venv/bin/python benchmarks/spoken_queries.py [--models cascade seal runs/clsr/model.pt]
         [--passages 100] [--skip-speech]
 
 1. Spoken description queries -> text passages: every passage of the WikiSpoken
@@ -50,7 +50,7 @@ def table(reports: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["cascade", "seal", "clsr"])
+    ap.add_argument("--models", nargs="+", default=["cascade", "seal"])
     ap.add_argument("--passages", type=int, default=100, help="size of the long-form corpus")
     ap.add_argument("--skip-speech", action="store_true", help="only spoken -> text")
     ap.add_argument("--out", type=Path, default=RESULTS)

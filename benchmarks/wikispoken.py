@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--passages", type=int, default=100)
     ap.add_argument("--models", nargs="+",
-                    default=["cascade", "cascade-beam5", "clsr", "seal", "gold-text"])
+                    default=["cascade", "cascade-beam5", "seal", "gold-text"])
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--fresh", action="store_true", help="re-index every model in this run")
     ap.add_argument("--spoken-queries", action="store_true",
