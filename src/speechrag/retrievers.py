@@ -21,7 +21,7 @@ import numpy as np
 from speechrag.cascade import CascadeConfig, CascadeRetriever
 from speechrag.checkpoints import CheckpointSpec, checkpoint_arch, file_sha256
 from speechrag.clsr_retriever import ClsrRetriever
-from speechrag.models.clsr import strict_config
+from speechrag.models.frozen_text import strict_config
 from speechrag.seal_retriever import SealRetriever
 from speechrag.segment import Segment
 from speechrag.text_encoder import TextEncoder

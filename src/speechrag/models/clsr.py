@@ -18,8 +18,7 @@ only the trained weights; the pretrained parts are named by asset and checksum.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch import nn
 from speechrag.alignment import AlignmentConfig, alignment_loss
 from speechrag.losses import ClsrLoss, quantity_loss
 from speechrag.models.cif import CifPredictor
+from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
 from speechrag.models.quantizer import VQAdaptor
 from speechrag.text_encoder import TextEncoder
@@ -91,28 +91,14 @@ class ClsrConfig:
         return strict_config(cls, values, "CLSR config")
 
 
-def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build the frozen dataclass ``cls`` from ``values``, refusing unknown keys."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
-
-
-class ClsrModel(nn.Module):
+class ClsrModel(FrozenTextModel):
     """The trained parts (projection, CIF, decoder) around a frozen text encoder."""
 
     def __init__(self, config: ClsrConfig, text: TextEncoder,
                  vocab_ids: torch.Tensor | None = None) -> None:
         """vocab_ids (V',) sorted tokenizer ids the decoder may emit (None: all)."""
-        super().__init__()
+        super().__init__(text)
         self.config = config
-        self.text = text
-        self.text_model = text.model  # registered, so .to(device) moves it; never trained
-        for p in self.text_model.parameters():
-            p.requires_grad_(False)
-        self.text_model.eval()
         full = text.word_embeddings.detach()
         if vocab_ids is None:
             vocab_ids = torch.arange(full.shape[0])
@@ -133,11 +119,6 @@ class ClsrModel(nn.Module):
         self.register_buffer("time_table", _sinusoids(4096, d) if config.time_encoding
                              else torch.zeros(1, d), persistent=False)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
-
-    def train(self, mode: bool = True) -> ClsrModel:
-        super().train(mode)
-        self.text_model.eval()  # frozen: no dropout in the text encoder, ever
-        return self
 
     def _project(self, states: torch.Tensor, state_mask: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,13 +226,10 @@ class ClsrModel(nn.Module):
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write config + trained weights + the text encoder's embedding checksum."""
-        payload = {"format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
-                   "state": self.trained_state_dict(), "word_embeddings_sha256": tensor_digest(
-                       self.text.word_embeddings), **(extra or {})}
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        self.write_checkpoint(path, {
+            "format": CHECKPOINT_FORMAT, "config": self.config.to_dict(),
+            "state": self.trained_state_dict(),
+            "word_embeddings_sha256": tensor_digest(self.text.word_embeddings), **(extra or {})})
 
     @classmethod
     def load(cls, path: str | Path, text: TextEncoder | None = None) -> ClsrModel:
@@ -284,6 +262,3 @@ def _sinusoids(length: int, channels: int) -> torch.Tensor:
     table = torch.cat([torch.sin(t), torch.cos(t)], dim=1)
     return F.pad(table, (0, channels - table.shape[1]))
 
-
-def tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()

@@ -32,7 +32,8 @@ from torch import nn
 
 from speechrag.alignment import AlignmentConfig, alignment_loss, mean_pool
 from speechrag.losses import info_nce
-from speechrag.models.clsr import IGNORE, strict_config, tensor_digest
+from speechrag.models.clsr import IGNORE
+from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.text_encoder import TextEncoder
 
 CHECKPOINT_FORMAT = 1
@@ -88,17 +89,12 @@ class SpeechAdaptor(nn.Module):
         return [h0 * keep, h1 * keep], m
 
 
-class SealModel(nn.Module):
+class SealModel(FrozenTextModel):
     """The trained parts (speech adaptor, shared projection) around a frozen text encoder."""
 
     def __init__(self, config: SealConfig, text: TextEncoder) -> None:
-        super().__init__()
+        super().__init__(text)
         self.config = config
-        self.text = text
-        self.text_model = text.model  # registered, so .to(device) moves it; never trained
-        for p in self.text_model.parameters():
-            p.requires_grad_(False)
-        self.text_model.eval()
         e = text.dim
         self.adaptor = SpeechAdaptor(config.d_encoder, e, config.downsample, config.d_hidden,
                                      config.dropout)
@@ -108,11 +104,6 @@ class SealModel(nn.Module):
         with torch.no_grad():
             self.projection.weight.copy_(torch.eye(e))
             self.projection.bias.zero_()
-
-    def train(self, mode: bool = True) -> SealModel:
-        super().train(mode)
-        self.text_model.eval()  # frozen: no dropout in the text encoder, ever
-        return self
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """(B, E) pooled speech or text-encoder embedding -> (B, E) shared space, unit norm."""
@@ -195,18 +186,11 @@ class SealModel(nn.Module):
             rows.append(self._query_cache[key])
         return torch.stack(rows)
 
-    def trained_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only what training changes; the frozen text encoder is rebuilt from its asset."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_model.")}
-
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        payload = {"format": CHECKPOINT_FORMAT, "arch": "seal", "config": self.config.to_dict(),
-                   "state": self.trained_state_dict(),
-                   "text_encoder_sha256": tensor_digest(self.text.word_embeddings), **(extra or {})}
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        self.write_checkpoint(path, {
+            "format": CHECKPOINT_FORMAT, "arch": "seal", "config": self.config.to_dict(),
+            "state": self.trained_state_dict(),
+            "text_encoder_sha256": tensor_digest(self.text.word_embeddings), **(extra or {})})
 
     @classmethod
     def load(cls, path: str | Path, text: TextEncoder | None = None) -> SealModel:

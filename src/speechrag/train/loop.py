@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from speechrag.corpus.build import Corpus, load_corpus
-from speechrag.models.clsr import strict_config
+from speechrag.models.frozen_text import strict_config
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import Batches, Utterance, cache_states, held_out, training_utterances
 

@@ -1,0 +1,60 @@
+"""What CLSR and SEAL share: trained parts around a frozen pretrained text encoder,
+config helpers, and checkpoint writing.
+
+A checkpoint holds the config and only the trained weights; the text encoder is
+named by its asset and a checksum of its word embeddings, and rebuilt at load time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from speechrag.text_encoder import TextEncoder
+
+
+def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build the frozen dataclass ``cls`` from ``values``, refusing unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+class FrozenTextModel(nn.Module):
+    """Registers the text encoder's model (so ``.to(device)`` moves it), freezes it, and
+    keeps it in eval mode whatever ``train()`` is asked (no dropout in it, ever)."""
+
+    def __init__(self, text: TextEncoder) -> None:
+        super().__init__()
+        self.text = text
+        self.text_model = text.model
+        for p in self.text_model.parameters():
+            p.requires_grad_(False)
+        self.text_model.eval()
+
+    def train(self, mode: bool = True) -> FrozenTextModel:
+        super().train(mode)
+        self.text_model.eval()
+        return self
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what training changes (subclasses drop more frozen copies)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_model.")}
+
+    def write_checkpoint(self, path: str | Path, payload: dict[str, Any]) -> None:
+        """torch.save to a temporary name, then rename: a crash never leaves half a file."""
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
