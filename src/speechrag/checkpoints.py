@@ -1,5 +1,5 @@
-"""What the trained retrievers (CLSR, SEAL) share: how an index names a checkpoint,
-how a checkpoint is verified, and how segments are batched through Whisper.
+"""What the trained retrievers (CLSR, SEAL) share: how an index names a checkpoint
+and how a checkpoint is verified, and the retriever interface they both implement.
 
 An index stores ``{"kind": "clsr" | "seal", "checkpoint": PATH, "sha256": HEX}``: a
 checkpoint that changed since the index was built is refused rather than silently
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
-
-BATCH_SECONDS = 400.0  # audio per encoder batch: bounds padding waste and memory
+from speechrag.audio import SAMPLE_RATE
+from speechrag.segment import Segment
+from speechrag.speech_states import SpeechStates, length_batches
 
 
 @dataclass(frozen=True)
@@ -60,28 +60,41 @@ def verified(spec: CheckpointSpec) -> CheckpointSpec:
     return CheckpointSpec(str(path.resolve()), actual)
 
 
-def whisper_states(encoder: WhisperEncoder, mel: LogMel, samples: list[np.ndarray]
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips (each (n,) float32, 16 kHz) -> Whisper states (B, S, D) on each clip's actual
-    length (30 s chunks past 30 s), zero-padded, and their mask (B, S)."""
-    states = [encoder.encode_long(mel(s)) for s in samples]
-    s_max = max(len(x) for x in states)
-    padded = torch.stack([torch.nn.functional.pad(x, (0, 0, 0, s_max - len(x)))
-                          for x in states])
-    mask = torch.arange(s_max)[None] < torch.tensor([len(x) for x in states])[:, None]
-    return padded, mask
+class TrainedRetriever:
+    """The retriever interface for a trained checkpoint (CLSR, SEAL): audio goes
+    through :class:`SpeechStates` (each stretch encoded once), then the model's
+    :meth:`embed`; text goes through the model's frozen text side."""
 
+    kind: str
+    model_cls: type
 
-def length_batches(seconds: list[float], limit: float = BATCH_SECONDS) -> list[list[int]]:
-    """Indices sorted by duration, cut into consecutive groups of at most ``limit``
-    seconds each: clips of similar length share a batch (little padding)."""
-    groups: list[list[int]] = []
-    total = 0.0
-    for i in sorted(range(len(seconds)), key=seconds.__getitem__):
-        if groups and total + seconds[i] <= limit:
-            groups[-1].append(i)
-            total += seconds[i]
-        else:
-            groups.append([i])
-            total = seconds[i]
-    return groups
+    def __init__(self, spec: CheckpointSpec) -> None:
+        self.config = verified(spec)
+        self.model = self.model_cls.load(self.config.checkpoint)
+        self.speech = SpeechStates(self.model.config.whisper)
+        self.dim = self.model.text.dim
+
+    def embed(self, states: torch.Tensor, mask: torch.Tensor
+              ) -> tuple[np.ndarray, list[str | None]]:
+        """states (B, S, D), mask (B, S) -> (B, dim) unit-norm vectors and a rough
+        transcript per clip (None where the model decodes none)."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def encode_segments(self, segments: list[Segment]) -> tuple[np.ndarray, list[str | None]]:
+        """Segments of similar length are batched together (little padding)."""
+        vecs = np.zeros((len(segments), self.dim), dtype=np.float32)
+        texts: list[str | None] = [None] * len(segments)
+        for group in length_batches([s.duration_s for s in segments]):
+            v, t = self.embed(*self.speech.segments([segments[j] for j in group]))
+            vecs[group] = v
+            for k, j in enumerate(group):
+                texts[j] = t[k]
+        return vecs, texts
+
+    @torch.inference_mode()
+    def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
+        vecs = np.zeros((len(samples), self.dim), dtype=np.float32)
+        for group in length_batches([len(s) / SAMPLE_RATE for s in samples]):
+            vecs[group] = self.embed(*self.speech.clips([samples[j] for j in group]))[0]
+        return vecs

@@ -27,7 +27,7 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
     out = tmp_path / "run"
     model = main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
                   "--out", str(out), "--features", str(features), "--quiet"])
-    assert len(list(features.glob("*.pt"))) == 8 and not (out / "features").exists()
+    assert len(list(features.glob("*/*.pt"))) == 8 and not (out / "features").exists()
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "val_r1" in r]
     assert [r["step"] for r in evals] == [4, 8]

@@ -24,7 +24,6 @@ from speechrag import audio
 from speechrag.corpus import tts
 from speechrag.corpus.build import Corpus
 from speechrag.models.clsr import IGNORE
-from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
 from speechrag.text_encoder import TextEncoder
 
 
@@ -82,23 +81,30 @@ def held_out(utterances: list[Utterance], fraction: float) -> tuple[list[Utteran
 
 
 def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
-                 on_progress: Callable[[int, int], None] | None = None) -> None:
-    """Encode every utterance not yet cached: ``cache/<key>.pt`` holds states (S, D) fp16.
-    Written to a temporary name and renamed, so an interrupted run resumes cleanly."""
+                 on_progress: Callable[[int, int], None] | None = None) -> Path:
+    """Encode every utterance not yet cached, exactly as the retrievers will encode
+    speech at search time (:class:`SpeechStates`: 20 s pieces, bf16 where native).
+    Returns the directory used: ``cache/<policy>/<key>.pt``, states (S, D) fp16, so
+    states made under another policy are never mixed in. Each file is written to a
+    temporary name and renamed, so an interrupted run resumes cleanly."""
+    from speechrag.segment import Segment
+    from speechrag.speech_states import SpeechStates, states_policy
+
+    cache = cache / states_policy(whisper)
     cache.mkdir(parents=True, exist_ok=True)
     todo = [u for u in utterances if not (cache / f"{u.key}.pt").exists()]
     if not todo:
-        return
-    encoder, mel = WhisperEncoder.load(whisper), LogMel()
-    with torch.inference_mode():
-        for i, u in enumerate(todo, start=1):
-            samples = _read_span(u)
-            states = encoder.encode_long(mel(samples)).to(torch.float16)
-            tmp = cache / f"{u.key}.pt.tmp"
-            torch.save(states.clone(), tmp)
-            tmp.replace(cache / f"{u.key}.pt")
-            if on_progress:
-                on_progress(i, len(todo))
+        return cache
+    speech = SpeechStates(whisper)
+    for i, u in enumerate(todo, start=1):
+        seg = Segment(u.audio, u.start, u.end, _read_span(u))
+        padded, mask = speech.segments([seg])
+        tmp = cache / f"{u.key}.pt.tmp"
+        torch.save(padded[0, : int(mask[0].sum())].to(torch.float16).clone(), tmp)
+        tmp.replace(cache / f"{u.key}.pt")
+        if on_progress:
+            on_progress(i, len(todo))
+    return cache
 
 
 def _read_span(u: Utterance):

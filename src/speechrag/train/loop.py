@@ -157,7 +157,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     for q in corpus.queries:
         queries.setdefault(q["passage_id"], []).append(q["text"])
     say(f"{len(train)} training and {len(val)} validation utterances; caching Whisper states")
-    cache_states(train + val, config.model.whisper, features,
+    features = cache_states(train + val, config.model.whisper, features,
                  on_progress=None if args.quiet else
                  lambda i, n: print(f"\rencoded {i}/{n}", end="" if i < n else "\n"))
 
