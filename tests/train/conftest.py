@@ -1,12 +1,14 @@
-"""A tiny real train-split corpus (8 passages, two training voices) for the trainers."""
+"""A tiny real train-split corpus (8 passages, two training voices) for the trainers,
+and a copy with its queries spoken (training voices)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from speechrag.corpus.build import CorpusConfig, build_corpus
+from speechrag.corpus.build import CorpusConfig, build_corpus, speak_queries
 
 
 @pytest.fixture(scope="package")
@@ -14,4 +16,12 @@ def train_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train-corpus")
     build_corpus(CorpusConfig(split="train", passages=8, layout="passages",
                               voices=("flite:kal", "espeak-ng")), root)
+    return root
+
+
+@pytest.fixture(scope="package")
+def spoken_corpus(train_corpus: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("spoken") / "corpus"
+    shutil.copytree(train_corpus, root)
+    speak_queries(root)  # a train corpus: its training voices
     return root

@@ -60,3 +60,18 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
         main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(other),
               "--out", str(tmp_path / "run3"), "--features", str(features), "--init",
               str(model), "--quiet"])
+
+
+def test_spoken_queries_are_trained_and_validated(spoken_corpus: Path, tmp_path: Path) -> None:
+    config = tmp_path / "seal.json"
+    config.write_text(json.dumps({**CONFIG, "stage1_steps": 2, "stage2_steps": 2,
+                                  "eval_every": 2, "batch_size": 4, "val_fraction": 0.4,
+                                  "model": {**CONFIG["model"], "alignment": {}}}))
+    out = tmp_path / "run"
+    main(["--arch", "seal", "--corpus", str(spoken_corpus), "--config", str(config),
+          "--out", str(out), "--quiet"])
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "val_r1" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    assert all(0 <= r["val_spoken_r1"] <= 1 and r["val_spoken_n"] > r["val_n"] for r in evals)
+    assert evals[1]["nll"] > 0

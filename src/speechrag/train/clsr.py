@@ -34,7 +34,9 @@ def build(config: ClsrConfig, text: TextEncoder) -> ClsrModel:
 @torch.no_grad()
 def validate(model: ClsrModel, batches: Batches, val: list[Utterance],
              device: torch.device) -> dict:
-    """Free-running WER (CIF counts tokens itself) and query -> utterance R@1 on val."""
+    """Free-running WER (CIF counts tokens itself) and query -> utterance R@1 on the
+    held-out passages."""
+    val = [u for u in val if u.kind == "passage"]
     model.eval()
     tok = model.text.model.tokenizer
     hyps, vecs, queries = [], [], []

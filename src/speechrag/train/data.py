@@ -1,6 +1,12 @@
 """Training data: WikiSpoken train-split utterances, their cached Whisper states, and
 seeded batches.
 
+Two kinds of utterance: a spoken **passage** (aligned with its own transcript and,
+in stage 2, retrieved by a written question of that passage) and, when the corpus
+has them (``speechrag corpus speak-queries``), a spoken **query** (aligned with its
+own words and, in stage 2, paired with its passage's text: the spoken-query ->
+text-document direction).
+
 The Whisper encoder is frozen, so its states are computed once per utterance and
 kept on disk (fp16, one file each): CPU training then costs only the small trained
 parts. A step's batch depends only on (seed, step), so a resumed run sees exactly
@@ -35,23 +41,39 @@ class Utterance:
     start: float
     end: float
     voice: str
-    text: str
+    text: str  # the words spoken
+    kind: str = "passage"  # or "query"
+    document: str = ""  # a query's passage text: what it should retrieve
+
+
+def _check_training(corpus: Corpus, item: dict, what: str) -> None:
+    if item["split"] != "train" or tts.role_of(item["voice"]) != "training":
+        raise ValueError(f"{corpus.root}: {what} is {item['split']} / {item['voice']}; "
+                         "training takes train passages in training voices only")
 
 
 def training_utterances(corpus: Corpus) -> list[Utterance]:
-    """Every spoken passage of a **train** corpus; anything else is refused, so evaluation
-    passages and voices can never reach training."""
+    """Every spoken passage of a **train** corpus, then its spoken queries if it has
+    them; anything else is refused, so evaluation passages and voices can never reach
+    training."""
     if corpus.config.get("split") != "train":
         raise ValueError(f"{corpus.root}: a {corpus.config.get('split')} corpus; training "
                          "uses train-split corpora only")
     out = []
+    texts = {}
     for m in corpus.manifest:
-        if m["split"] != "train" or tts.role_of(m["voice"]) != "training":
-            raise ValueError(f"{corpus.root}: {m['passage_id']} is {m['split']} / {m['voice']}; "
-                             "training takes train passages in training voices only")
+        _check_training(corpus, m, m["passage_id"])
         key = hashlib.sha1(f"{m['audio']}:{m['start']}".encode()).hexdigest()[:16]
         out.append(Utterance(key, m["passage_id"], str(corpus.root / m["audio"]), m["start"],
                              m["end"], m["voice"], m["text"]))
+        texts[m["passage_id"]] = m["text"]
+    for q in corpus.spoken_queries:
+        if q["passage_id"] not in texts:
+            raise ValueError(f"{corpus.root}: spoken query {q['id']} has no passage")
+        _check_training(corpus, {"split": "train", **q}, f"spoken query {q['id']}")
+        key = hashlib.sha1(f"{q['audio']}:0".encode()).hexdigest()[:16]
+        out.append(Utterance(key, q["passage_id"], q["audio"], 0.0, audio.duration_s(q["audio"]),
+                             q["voice"], q["text"], "query", texts[q["passage_id"]]))
     return out
 
 
@@ -72,12 +94,20 @@ def train_vocabulary(text: TextEncoder, min_count: int) -> torch.Tensor | None:
 
 def held_out(utterances: list[Utterance], fraction: float) -> tuple[list[Utterance],
                                                                      list[Utterance]]:
-    """(train, validation) by a hash of the passage id: a passage is wholly on one side."""
+    """(train, validation) by a hash of the passage id: a passage and its spoken
+    queries are wholly on one side."""
     def bucket(u: Utterance) -> float:
         return int(hashlib.sha1(u.passage_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
     val = [u for u in utterances if bucket(u) < fraction]
     return [u for u in utterances if bucket(u) >= fraction], val
+
+
+def cap_validation(val: list[Utterance], max_passages: int) -> list[Utterance]:
+    """The first ``max_passages`` validation passages and the spoken queries of those."""
+    passages = [u for u in val if u.kind == "passage"][:max_passages]
+    kept = {u.passage_id for u in passages}
+    return passages + [u for u in val if u.kind == "query" and u.passage_id in kept]
 
 
 def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
@@ -113,28 +143,56 @@ def _read_span(u: Utterance):
 
 
 class Batches:
-    """Seeded batches of cached states, transcript targets and one query per utterance."""
+    """Seeded batches of cached states, transcript targets and one paired text per
+    utterance: a written question of a passage, the passage text of a spoken query.
+
+    ``query_fraction`` of each batch is spoken queries (when there are any). Every
+    utterance of a batch is of a different passage, so no in-batch negative is
+    secretly a positive.
+    """
 
     def __init__(self, utterances: list[Utterance], queries: dict[str, list[str]],
-                 text: TextEncoder, cache: Path, batch_size: int, seed: int) -> None:
-        if not utterances:
-            raise ValueError("no training utterances")
+                 text: TextEncoder, cache: Path, batch_size: int, seed: int,
+                 query_fraction: float = 0.5) -> None:
+        self.passages = [u for u in utterances if u.kind == "passage"]
+        self.spoken = [u for u in utterances if u.kind == "query"]
+        if not self.passages:
+            raise ValueError("no training passages")
         self.utterances = utterances
         self.cache = cache
-        self.batch_size = min(batch_size, len(utterances))
+        n_passages = len({u.passage_id for u in utterances})
+        self.batch_size = min(batch_size, n_passages)
+        self.n_spoken = round(self.batch_size * query_fraction) if self.spoken else 0
         self.seed = seed
         self.text = text
         self.targets = dict(zip([u.key for u in utterances],
                                 text.token_ids([u.text for u in utterances]), strict=True))
-        texts = sorted({q for qs in queries.values() for q in qs})
+        texts = sorted({q for qs in queries.values() for q in qs}
+                       | {u.document for u in self.spoken})
         self.query_ids = dict(zip(texts, text.token_ids(texts), strict=True))
         self.queries = queries
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """The batch of a given step: B distinct utterances (so in-batch negatives differ)."""
+        """The batch of a given step: B utterances of B distinct passages."""
         rng = random.Random(self.seed * 1_000_003 + step)
-        chosen = rng.sample(self.utterances, self.batch_size)
+        chosen: list[Utterance] = []
+        seen: set[str] = set()
+        for pool, n in ((self.spoken, self.n_spoken),
+                        (self.passages, self.batch_size - self.n_spoken)):
+            want = len(chosen) + n
+            while len(chosen) < want:
+                u = pool[rng.randrange(len(pool))]
+                if u.passage_id not in seen:
+                    seen.add(u.passage_id)
+                    chosen.append(u)
         return self.collate(chosen, rng)
+
+    def paired_text(self, u: Utterance, rng: random.Random) -> list[int]:
+        """Token ids of what ``u`` is paired with in the contrastive loss."""
+        text = u.document if u.kind == "query" else rng.choice(self.queries[u.passage_id])
+        if text not in self.query_ids:  # validation texts are tokenized on first use
+            self.query_ids[text] = self.text.token_ids([text])[0]
+        return self.query_ids[text]
 
     def collate(self, chosen: list[Utterance], rng: random.Random | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -148,7 +206,7 @@ class Batches:
             if u.key not in self.targets:
                 self.targets[u.key] = self.text.token_ids([u.text])[0]
         targets = [self.targets[u.key] for u in chosen]
-        queries = [self.query_ids[rng.choice(self.queries[u.passage_id])] for u in chosen]
+        queries = [self.paired_text(u, rng) for u in chosen]
         return {"states": padded, "state_mask": mask, "targets": _pad(targets, IGNORE),
                 "query_ids": _pad(queries, 0),
                 "query_lengths": torch.tensor([len(q) for q in queries])}

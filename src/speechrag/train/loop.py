@@ -31,7 +31,14 @@ from torch import nn
 from speechrag.corpus.build import Corpus, load_corpus
 from speechrag.models.frozen_text import strict_config
 from speechrag.text_encoder import TextEncoder
-from speechrag.train.data import Batches, Utterance, cache_states, held_out, training_utterances
+from speechrag.train.data import (
+    Batches,
+    Utterance,
+    cache_states,
+    cap_validation,
+    held_out,
+    training_utterances,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 200
     val_fraction: float = 0.05
-    max_val: int = 64  # validation utterances scored
+    max_val: int = 64  # validation passages scored (with their spoken queries)
+    query_fraction: float = 0.5  # share of each batch that is spoken queries, if any
     seed: int = 0
 
     @classmethod
@@ -83,7 +91,8 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "nll", "align")
-VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %"}
+VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %",
+            "val_spoken_r1": "spoken query -> text R@1 %"}
 
 
 def plot_curves(log: list[dict], path: Path, title: str = "") -> None:
@@ -124,6 +133,8 @@ def _describe(row: dict) -> str:
         parts.append(f"R@1 {row['val_r1']:.2f}")
     if "val_align_r1" in row:
         parts.append(f"transcript R@1 {row['val_align_r1']:.2f}")
+    if "val_spoken_r1" in row:
+        parts.append(f"spoken->text R@1 {row['val_spoken_r1']:.2f}")
     return " ".join(parts)
 
 
@@ -152,7 +163,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
 
     corpus: Corpus = load_corpus(args.corpus)
     train, val = held_out(training_utterances(corpus), config.val_fraction)
-    val = val[:config.max_val]
+    val = cap_validation(val, config.max_val)
     queries: dict[str, list[str]] = {}
     for q in corpus.queries:
         queries.setdefault(q["passage_id"], []).append(q["text"])
@@ -190,7 +201,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
         step = state["step"]
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         say(f"resumed at step {step}")
-    batches = Batches(train, queries, text, features, config.batch_size, config.seed)
+    batches = Batches(train, queries, text, features, config.batch_size, config.seed,
+                      config.query_fraction)
     total = config.stage1_steps + config.stage2_steps
     t0 = time.perf_counter()
     while step < total:

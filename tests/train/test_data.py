@@ -1,0 +1,95 @@
+"""Training data with spoken queries: what is paired with what, and what is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrag.corpus.build import load_corpus
+from speechrag.models.clsr import IGNORE
+from speechrag.text_encoder import TextEncoder
+from speechrag.train.data import (
+    Batches,
+    cache_states,
+    cap_validation,
+    held_out,
+    training_utterances,
+)
+
+
+def test_spoken_queries_join_training_paired_with_their_passage(spoken_corpus: Path,
+                                                                tmp_path: Path) -> None:
+    utts = training_utterances(load_corpus(spoken_corpus))
+    passages = {u.passage_id: u for u in utts if u.kind == "passage"}
+    spoken = [u for u in utts if u.kind == "query"]
+    assert len(passages) == 8 and len(spoken) == len(load_corpus(spoken_corpus).queries) > 8
+    for u in spoken:
+        assert u.document == passages[u.passage_id].text and u.text != u.document
+        assert 0 < u.end < 10 and u.start == 0
+    features = cache_states(utts, "whisper-tiny.en", tmp_path)
+    assert len(list(features.glob("*.pt"))) == len(utts)
+    text = TextEncoder("all-MiniLM-L6-v2")
+    queries: dict[str, list[str]] = {}
+    for q in load_corpus(spoken_corpus).queries:
+        queries.setdefault(q["passage_id"], []).append(q["text"])
+    batches = Batches(utts, queries, text, features, batch_size=4, seed=0, query_fraction=0.5)
+    for step in range(5):
+        b = batches.batch(step)
+        assert b["states"].shape[0] == 4
+    rng_batch = batches.batch(3)
+    assert torch.equal(rng_batch["targets"], batches.batch(3)["targets"])  # seeded by step
+    chosen = [batches.collate([u]) for u in (spoken[0], passages[spoken[0].passage_id])]
+    doc_ids = text.token_ids([spoken[0].document])[0]
+    assert chosen[0]["query_ids"][0].tolist() == doc_ids  # a spoken query -> its passage
+    said = chosen[0]["targets"][0]
+    assert said[said != IGNORE].tolist() == text.token_ids([spoken[0].text])[0]
+    asked = chosen[1]["query_ids"][0, : int(chosen[1]["query_lengths"][0])].tolist()
+    assert asked in [text.token_ids([q])[0] for q in queries[spoken[0].passage_id]]
+
+
+def test_batches_never_hold_two_utterances_of_one_passage(spoken_corpus: Path) -> None:
+    class Chosen(Batches):  # what batch() picked, before any audio is read
+        def collate(self, chosen, rng=None):  # type: ignore[override]
+            return chosen
+
+    utts = training_utterances(load_corpus(spoken_corpus))
+    text = TextEncoder("all-MiniLM-L6-v2")
+    batches = Chosen(utts, {u.passage_id: ["q"] for u in utts}, text, Path("unused"),
+                     batch_size=6, seed=1, query_fraction=0.5)
+    for step in range(20):
+        chosen = batches.batch(step)
+        assert len({u.passage_id for u in chosen}) == len(chosen) == 6
+        assert sum(u.kind == "query" for u in chosen) == 3
+    assert batches.batch(7) == batches.batch(7)
+    only_passages = Chosen([u for u in utts if u.kind == "passage"],
+                           {u.passage_id: ["q"] for u in utts}, text, Path("unused"),
+                           batch_size=6, seed=1, query_fraction=0.5)
+    assert all(u.kind == "passage" for u in only_passages.batch(0))
+
+
+def test_validation_keeps_whole_passages(spoken_corpus: Path) -> None:
+    utts = training_utterances(load_corpus(spoken_corpus))
+    train, val = held_out(utts, 0.5)
+    assert not {u.passage_id for u in train} & {u.passage_id for u in val}
+    capped = cap_validation(val, 2)
+    kept = {u.passage_id for u in capped if u.kind == "passage"}
+    assert len(kept) == min(2, len({u.passage_id for u in val}))
+    assert {u.passage_id for u in capped} == kept
+    assert sum(u.kind == "query" for u in capped) == sum(
+        u.kind == "query" and u.passage_id in kept for u in val) >= len(kept)
+
+
+def test_spoken_queries_in_other_voices_are_refused(spoken_corpus: Path,
+                                                    tmp_path: Path) -> None:
+    root = tmp_path / "corpus"
+    shutil.copytree(spoken_corpus, root)
+    path = root / "spoken_queries.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0]["voice"] = "flite:slt"  # an evaluation voice
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="training voices only"):
+        training_utterances(load_corpus(root))
