@@ -127,7 +127,7 @@ class SpeechStates:
     @torch.inference_mode()
     def encode(self, clips: list[np.ndarray]) -> list[torch.Tensor]:
         """Clips of at most 30 s, each (n,) float32 at 16 kHz -> states [(S_i, D)] float32,
-        S_i = ceil(n / 320). Similar lengths share a padded forward pass."""
+        S_i = ceil((n // 160) / 2). Similar lengths share a padded forward pass."""
         out: list[torch.Tensor] = [torch.empty(0)] * len(clips)
         for group in length_batches([len(c) / SAMPLE_RATE for c in clips]):
             mels = [self.mel(clips[j]) for j in group]
