@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from speechrag.evaluate import GOLD_TEXT, evaluate, non_overlapping_cover, retriever_for
+from speechrag.evaluate import GOLD_TEXT, evaluate, non_overlapping_cover, retriever_for, safe_name
 from speechrag.segment import Segment, SegmenterConfig
 
 
@@ -14,6 +14,16 @@ def test_non_overlapping_cover() -> None:
     assert [r["start"] for r in non_overlapping_cover(rows)] == [0, 40]
     rows = [{"start": s, "end": s + 40} for s in (0, 20, 40, 60)]
     assert [r["start"] for r in non_overlapping_cover(rows)] == [0, 40]
+
+
+def test_safe_name_tells_training_runs_apart() -> None:
+    assert safe_name("cascade") == "cascade"
+    assert safe_name("presets/my model.json") == "my_model"
+    assert safe_name("runs/abl-cos/model.pt") == "abl-cos-model"
+    assert safe_name("runs/abl-wass/model.pt") == "abl-wass-model"
+    assert safe_name("runs/abl-cos/last.pt") == "abl-cos-last"
+    assert safe_name("model.pt") == "model"
+    assert safe_name("runs/x/seal-step450.pt") == "seal-step450"
 
 
 def test_gold_text_spreads_words_over_the_span(tiny_corpus) -> None:

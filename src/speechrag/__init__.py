@@ -71,24 +71,13 @@ def read_documents(path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[
     """A documents JSONL file (one ``{"id": ..., "text": ...}`` per line) -> (documents,
     problems): a bad line is reported as ``("FILE:LINE", reason)`` and skipped, never
     fatal to the rest. Blank lines are ignored; ids are kept as strings."""
-    import json
+    from speechrag.jsonl import BadLine, read_jsonl
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: documents file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
     docs: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            problems.append((f"{path}:{n}", f"not valid JSON ({e.msg})"))
+    for n, d in read_jsonl(path, "documents file"):
+        if isinstance(d, BadLine):
+            problems.append((d.where, d.reason))
             continue
         if (not isinstance(d, dict) or d.get("id") in (None, "")
                 or not isinstance(d.get("text"), str) or not d["text"].strip()):

@@ -154,21 +154,12 @@ def read_queries(path: Path) -> list[dict]:
     """A queries JSONL file, one query per line: ``{"id": ..., "text": "..."}`` or a spoken
     one, ``{"id": ..., "audio": "PATH"}`` (relative to the file's folder). Blank lines
     are ignored; a malformed line is an error naming its line number."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: queries file not found")
+    from speechrag.jsonl import BadLine, read_jsonl
+
     queries = []
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(f)
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, q in read_jsonl(path, "queries file"):
+        if isinstance(q, BadLine):
+            raise ValueError(f"{q.where}: {q.reason}")
         if isinstance(q, dict) and isinstance(q.get("audio"), str) and q["audio"].strip():
             audio = Path(q["audio"]).expanduser()
             queries.append({"id": q.get("id", n),

@@ -38,9 +38,18 @@ GOLD_TEXT = "gold-text"  # the clean-text upper bound: same windows, reference w
 TIMING_FILE = "timing.json"  # cumulative indexing time of an index, across resumed runs
 
 
+RUN_FILES = ("model", "last")  # what `speechrag train` writes into every run folder
+
+
 def safe_name(model: str) -> str:
-    """A model name or path as a file-name part: ``models/x.json`` -> ``x``."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).stem)
+    """A model name or path as a file-name part: ``models/x.json`` -> ``x``; a training
+    run's own ``runs/abl-cos/model.pt`` -> ``abl-cos-model``, so two runs' checkpoints
+    get two indexes and two reports."""
+    path = Path(model)
+    name = path.stem
+    if name in RUN_FILES and path.parent.name not in ("", ".", ".."):
+        name = f"{path.parent.name}-{name}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def retriever_for(model: str, corpus: Corpus) -> Retriever:

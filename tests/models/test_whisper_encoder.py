@@ -53,11 +53,9 @@ def test_actual_length_and_long_input(encoder: WhisperEncoder, mel: torch.Tensor
     with torch.no_grad():
         states = encoder(mel[None])
         assert states.shape == (1, (mel.shape[1] + 1) // 2, 384)
-        long = torch.cat([mel] * 6, dim=1)  # over 30 s: encoded in chunks, tail kept
+        long = torch.cat([mel] * 6, dim=1)  # over 30 s: refused, SpeechStates cuts it
         assert long.shape[1] > MAX_FRAMES
-        out = encoder.encode_long(long)
-        assert out.shape[0] == (MAX_FRAMES // 2) + (long.shape[1] - MAX_FRAMES + 1) // 2
-        with pytest.raises(ValueError, match="encode_long"):
+        with pytest.raises(ValueError, match="SpeechStates"):
             encoder(long[None])
 
 

@@ -88,7 +88,8 @@ class WhisperEncoder(nn.Module):
         (before the final LayerNorm) is returned too, last one normed: a list of n_layer.
         """
         if mel.shape[-1] > MAX_FRAMES:
-            raise ValueError(f"{mel.shape[-1]} frames > {MAX_FRAMES}: use encode_long()")
+            raise ValueError(f"{mel.shape[-1]} frames > {MAX_FRAMES}: longer audio goes through "
+                             "SpeechStates, which cuts it into pieces")
         x = F.gelu(self.conv1(mel))
         if n_frames is not None:  # conv2 must see zeros past the end, as in a lone run
             x = x * (torch.arange(x.shape[-1], device=x.device)[None] < n_frames[:, None])[:, None]
@@ -106,11 +107,6 @@ class WhisperEncoder(nn.Module):
         if return_layers:
             return [*layers[:-1], x]
         return x
-
-    def encode_long(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (F, T) of any length -> states (ceil(T / 2), D): 30 s chunks, concatenated."""
-        chunks = [mel[:, i:i + MAX_FRAMES] for i in range(0, mel.shape[-1], MAX_FRAMES)]
-        return torch.cat([self(c[None])[0] for c in chunks], dim=0)
 
     @classmethod
     def from_ct2(cls, model_dir: str | Path) -> WhisperEncoder:

@@ -46,9 +46,9 @@ class Utterance:
     document: str = ""  # a query's passage text: what it should retrieve
 
 
-def _check_training(corpus: Corpus, item: dict, what: str) -> None:
-    if item["split"] != "train" or tts.role_of(item["voice"]) != "training":
-        raise ValueError(f"{corpus.root}: {what} is {item['split']} / {item['voice']}; "
+def _check_training(corpus: Corpus, split: str, voice: str, what: str) -> None:
+    if split != "train" or tts.role_of(voice) != "training":
+        raise ValueError(f"{corpus.root}: {what} is {split} / {voice}; "
                          "training takes train passages in training voices only")
 
 
@@ -60,17 +60,19 @@ def training_utterances(corpus: Corpus) -> list[Utterance]:
         raise ValueError(f"{corpus.root}: a {corpus.config.get('split')} corpus; training "
                          "uses train-split corpora only")
     out = []
-    texts = {}
+    texts, splits = {}, {}
     for m in corpus.manifest:
-        _check_training(corpus, m, m["passage_id"])
+        _check_training(corpus, m["split"], m["voice"], m["passage_id"])
         key = hashlib.sha1(f"{m['audio']}:{m['start']}".encode()).hexdigest()[:16]
         out.append(Utterance(key, m["passage_id"], str(corpus.root / m["audio"]), m["start"],
                              m["end"], m["voice"], m["text"]))
         texts[m["passage_id"]] = m["text"]
+        splits[m["passage_id"]] = m["split"]
     for q in corpus.spoken_queries:
         if q["passage_id"] not in texts:
             raise ValueError(f"{corpus.root}: spoken query {q['id']} has no passage")
-        _check_training(corpus, {"split": "train", **q}, f"spoken query {q['id']}")
+        # a spoken query belongs to its passage's split
+        _check_training(corpus, splits[q["passage_id"]], q["voice"], f"spoken query {q['id']}")
         key = hashlib.sha1(f"{q['audio']}:0".encode()).hexdigest()[:16]
         out.append(Utterance(key, q["passage_id"], q["audio"], 0.0, audio.duration_s(q["audio"]),
                              q["voice"], q["text"], "query", texts[q["passage_id"]]))
