@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from speechrag.models.seal import SealModel
 from speechrag.train import main
@@ -62,16 +63,24 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
               str(model), "--quiet"])
 
 
-def test_spoken_queries_are_trained_and_validated(spoken_corpus: Path, tmp_path: Path) -> None:
+def test_spoken_queries_are_trained_and_validated(spoken_corpus: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "seal.json"
     config.write_text(json.dumps({**CONFIG, "stage1_steps": 2, "stage2_steps": 2,
                                   "eval_every": 2, "batch_size": 4, "val_fraction": 0.4,
                                   "model": {**CONFIG["model"], "alignment": {}}}))
     out = tmp_path / "run"
     main(["--arch", "seal", "--corpus", str(spoken_corpus), "--config", str(config),
-          "--out", str(out), "--quiet"])
+          "--out", str(out)])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "val_r1" in r]
     assert [r["step"] for r in evals] == [2, 4]
     assert all(0 <= r["val_spoken_r1"] <= 1 and r["val_spoken_n"] > r["val_n"] for r in evals)
     assert evals[1]["nll"] > 0
+    # best.pt is the validation with the best mean of written and spoken query R@1
+    scores = [(r["val_r1"] + r["val_spoken_r1"]) / 2 for r in evals]
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["step"] == evals[scores.index(max(scores))]["step"]
+    assert best["score"] == pytest.approx(max(scores))
+    err = capsys.readouterr().err  # the progress bar and the validation lines
+    assert "training" in err and "4/4" in err and "step 4/4" in err

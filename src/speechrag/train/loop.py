@@ -9,8 +9,10 @@ architectures are compared on the same features), batches are seeded by step, an
 two stages run (stage 1 ``contrastive=False``, stage 2 ``contrastive=True``).
 
 ``out/`` holds ``last.pt`` (model, optimizer, step: resume from it), ``model.pt``
-(config and trained weights only: what ships), ``log.jsonl`` (one line per logged
-step) and ``curves.png``. Seeded; a resumed run is bit-identical to an uninterrupted
+(config and trained weights only: what ships) as of the latest validation, ``best.pt``
+(the same, from the validation with the best :func:`selection_score`), ``log.jsonl``
+(one line per logged step) and ``curves.png``. A progress bar shows steps, loss and
+time left. Seeded; a resumed run is bit-identical to an uninterrupted
 one; uses a GPU when one is present.
 """
 
@@ -123,6 +125,31 @@ def plot_curves(log: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def selection_score(row: dict) -> float | None:
+    """The validation number ``best.pt`` is chosen by: the mean of the query R@1s the
+    architecture reports (written queries; spoken queries -> text where validated), or
+    None for a row without validation."""
+    scores = [row[k] for k in ("val_r1", "val_spoken_r1") if k in row]
+    return sum(scores) / len(scores) if scores else None
+
+
+def _progress(quiet: bool):
+    """A rich progress bar on stderr (off with ``--quiet``)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), disable=quiet)
+
+
 def _describe(row: dict) -> str:
     parts = [f"loss {row['loss']:.3f}"]
     if "token_acc" in row:
@@ -159,7 +186,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     features: Path = args.features or out / "features"
-    say = (lambda *_: None) if args.quiet else print
+    progress = _progress(args.quiet)
+    say = (lambda *_: None) if args.quiet else progress.console.print
 
     corpus: Corpus = load_corpus(args.corpus)
     train, val = held_out(training_utterances(corpus), config.val_fraction)
@@ -168,9 +196,12 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     for q in corpus.queries:
         queries.setdefault(q["passage_id"], []).append(q["text"])
     say(f"{len(train)} training and {len(val)} validation utterances; caching Whisper states")
-    features = cache_states(train + val, config.model.whisper, features,
-                 on_progress=None if args.quiet else
-                 lambda i, n: print(f"\rencoded {i}/{n}", end="" if i < n else "\n"))
+    with progress:
+        caching = progress.add_task("encoding", total=None, info="")
+        features = cache_states(train + val, config.model.whisper, features,
+                                on_progress=lambda i, n: progress.update(caching, completed=i,
+                                                                         total=n))
+        progress.remove_task(caching)
 
     torch.manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -204,32 +235,42 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     batches = Batches(train, queries, text, features, config.batch_size, config.seed,
                       config.query_fraction)
     total = config.stage1_steps + config.stage2_steps
+    scored = [x for x in map(selection_score, log) if x is not None]
+    best = max(scored) if scored else None
     t0 = time.perf_counter()
-    while step < total:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, config)
-        b = {k: v.to(device) for k, v in batches.batch(step).items()}
-        parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
-        opt.zero_grad()
-        parts["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        opt.step()
-        step += 1
-        row = {"step": step, "stage": 1 if step <= config.stage1_steps else 2,
-               **{k: float(v.detach()) for k, v in parts.items()},
-               "lr": lr_at(step - 1, config), "seconds": time.perf_counter() - t0}
-        if step % config.eval_every == 0 or step == total:
-            if val:
-                row |= arch.validate(model, batches, val, device)
-            log.append(row)
-            model.save(out / "model.pt", extra={"step": step})
-            torch.save({"state": model.trained_state_dict(), "optimizer": opt.state_dict(),
-                        "step": step, "arch": arch.name, "train_config": config.to_dict()},
-                       last.with_suffix(".tmp"))
-            last.with_suffix(".tmp").replace(last)
-            (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
-            plot_curves(log, out / "curves.png", arch.name.upper())
-            say(f"step {step}/{total} {_describe(row)}")
-        elif step % 10 == 0:
-            log.append(row)
+    with progress:
+        task = progress.add_task("training", total=total, completed=step, info="")
+        while step < total:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, config)
+            b = {k: v.to(device) for k, v in batches.batch(step).items()}
+            parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
+            opt.zero_grad()
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            step += 1
+            row = {"step": step, "stage": 1 if step <= config.stage1_steps else 2,
+                   **{k: float(v.detach()) for k, v in parts.items()},
+                   "lr": lr_at(step - 1, config), "seconds": time.perf_counter() - t0}
+            if step % config.eval_every == 0 or step == total:
+                if val:
+                    row |= arch.validate(model, batches, val, device)
+                log.append(row)
+                model.save(out / "model.pt", extra={"step": step})
+                score = selection_score(row)
+                if score is not None and (best is None or score > best):
+                    best = score
+                    model.save(out / "best.pt", extra={"step": step, "score": score})
+                torch.save({"state": model.trained_state_dict(), "optimizer": opt.state_dict(),
+                            "step": step, "arch": arch.name, "train_config": config.to_dict()},
+                           last.with_suffix(".tmp"))
+                last.with_suffix(".tmp").replace(last)
+                (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+                plot_curves(log, out / "curves.png", arch.name.upper())
+                say(f"step {step}/{total} {_describe(row)}")
+            elif step % 10 == 0:
+                log.append(row)
+            progress.update(task, completed=step, info=f"loss {row['loss']:.3f}")
+
     return out / "model.pt"
