@@ -12,18 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from speechrag.assets import AssetError, cache_dir
 from speechrag.audio import AudioError
 from speechrag.corpus.tts import VoiceError
+from speechrag.progress import progress_bar
 
 app = typer.Typer(help="End-to-end speech retrieval: index recorded speech, search it with "
                        "questions, evaluate retrievers.", no_args_is_help=True,
@@ -53,8 +47,7 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False)
+    return progress_bar(err)
 
 
 def _audio_progress(progress: Progress, files: list[str]) -> Callable[[str, float], None]:

@@ -134,20 +134,14 @@ def selection_score(row: dict) -> float | None:
 
 
 def _progress(quiet: bool):
-    """A rich progress bar on stderr (off with ``--quiet``)."""
+    """The progress bar with a loss column, on stderr (off with ``--quiet``)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), disable=quiet)
+    from speechrag.progress import progress_bar
+
+    return progress_bar(Console(stderr=True), TextColumn("{task.fields[info]}"),
+                        disable=quiet)
 
 
 def _describe(row: dict) -> str:
