@@ -69,6 +69,15 @@ def test_batches_never_hold_two_utterances_of_one_passage(spoken_corpus: Path) -
                            {u.passage_id: ["q"] for u in utts}, text, Path("unused"),
                            batch_size=6, seed=1, query_fraction=0.5)
     assert all(u.kind == "passage" for u in only_passages.batch(0))
+    # spoken queries of only one passage: one per batch, the rest passages (no endless draw)
+    one = next(u.passage_id for u in utts if u.kind == "query")
+    few = Chosen([u for u in utts if u.kind == "passage" or u.passage_id == one],
+                 {u.passage_id: ["q"] for u in utts}, text, Path("unused"),
+                 batch_size=6, seed=1, query_fraction=0.5)
+    for step in range(5):
+        chosen = few.batch(step)
+        assert len({u.passage_id for u in chosen}) == len(chosen) == 6
+        assert sum(u.kind == "query" for u in chosen) == 1
 
 
 def test_validation_keeps_whole_passages(spoken_corpus: Path) -> None:

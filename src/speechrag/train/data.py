@@ -164,7 +164,10 @@ class Batches:
         self.cache = cache
         n_passages = len({u.passage_id for u in utterances})
         self.batch_size = min(batch_size, n_passages)
-        self.n_spoken = round(self.batch_size * query_fraction) if self.spoken else 0
+        # no more spoken queries per batch than passages they cover: a batch's
+        # utterances are of distinct passages, so more could never be drawn
+        self.n_spoken = min(round(self.batch_size * query_fraction),
+                            len({u.passage_id for u in self.spoken}))
         self.seed = seed
         self.text = text
         self.targets = dict(zip([u.key for u in utterances],
