@@ -34,15 +34,18 @@ def build(config: SealConfig, text: TextEncoder) -> SealModel:
 
 @torch.no_grad()
 def _speech(model: SealModel, batches: Batches, utts: list[Utterance],
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Speech embeddings (N, E) of ``utts`` and the projected embeddings (N, E) of
-    their paired texts."""
-    speech, paired = [], []
+            device: torch.device, paired: bool = True
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Speech embeddings (N, E) of ``utts`` and, with ``paired``, the projected
+    embeddings (N, E) of their paired texts."""
+    speech, texts = [], []
     for i in range(0, len(utts), batches.batch_size):
         b = {k: v.to(device) for k, v in batches.collate(utts[i:i + batches.batch_size]).items()}
         speech.append(model(b["states"], b["state_mask"])["speech_emb"])
-        paired.append(model.project(model._text_sentence(b["query_ids"], b["query_lengths"])))
-    return torch.cat(speech), torch.cat(paired)
+        if paired:
+            texts.append(model.project(model._text_sentence(b["query_ids"],
+                                                            b["query_lengths"])))
+    return torch.cat(speech), torch.cat(texts) if paired else None
 
 
 @torch.no_grad()
@@ -61,7 +64,7 @@ def validate(model: SealModel, batches: Batches, val: list[Utterance],
            "val_n": len(passages)}
     spoken = [u for u in val if u.kind == "query"]
     if spoken:
-        speech, _ = _speech(model, batches, spoken, device)
+        speech, _ = _speech(model, batches, spoken, device, paired=False)
         where = {u.passage_id: i for i, u in enumerate(passages)}
         truth = torch.tensor([where[u.passage_id] for u in spoken], device=device)
         hit = torch.argmax(speech @ t.T, 1) == truth
