@@ -102,3 +102,16 @@ def test_spoken_queries_in_other_voices_are_refused(spoken_corpus: Path,
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ValueError, match="training voices only"):
         training_utterances(load_corpus(root))
+
+
+def test_cache_keys_follow_the_path_inside_the_corpus(spoken_corpus: Path,
+                                                      tmp_path: Path) -> None:
+    """A copy of a corpus (or a bigger build of the same seed) has the same keys, so a
+    shared --features cache serves both, spoken queries included; distinct utterances
+    never share a key."""
+    copy = tmp_path / "elsewhere" / "corpus"
+    shutil.copytree(spoken_corpus, copy)
+    here, there = (training_utterances(load_corpus(c)) for c in (spoken_corpus, copy))
+    assert [u.key for u in here] == [u.key for u in there]
+    assert any(u.kind == "query" for u in here)
+    assert len({u.key for u in here}) == len(here)

@@ -19,6 +19,7 @@ N transcript tokens, Q query tokens.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,7 +74,10 @@ def training_utterances(corpus: Corpus) -> list[Utterance]:
             raise ValueError(f"{corpus.root}: spoken query {q['id']} has no passage")
         # a spoken query belongs to its passage's split
         _check_training(corpus, splits[q["passage_id"]], q["voice"], f"spoken query {q['id']}")
-        key = hashlib.sha1(f"{q['audio']}:0".encode()).hexdigest()[:16]
+        # keyed like a passage, by the path inside the corpus, so corpora that share
+        # audio (a bigger build of the same seed) share cached states through --features
+        rel = os.path.relpath(q["audio"], corpus.root)
+        key = hashlib.sha1(f"{rel}:0".encode()).hexdigest()[:16]
         out.append(Utterance(key, q["passage_id"], q["audio"], 0.0, audio.duration_s(q["audio"]),
                              q["voice"], q["text"], "query", texts[q["passage_id"]]))
     return out
