@@ -1,0 +1,107 @@
+"""Score SEAL checkpoints side by side on a train corpus's held-out passages, with every
+question: the measure to pick a checkpoint by (never the test table).
+
+    .venv/bin/python benchmarks/validate.py --corpus TRAIN_CORPUS --features FEATURES \\
+        seal runs/seal-d/best.pt [CHECKPOINT ...]
+
+The held-out passages are the training app's (a hash of the passage id, the first
+``--max-val`` of them), so a run on a bigger build of the same corpus holds out a
+superset of a smaller build's. The training log scores one question per passage; this
+scores all of them (written questions -> passage speech, spoken questions -> passage
+text, transcript -> passage speech), so two checkpoints differ by more than a query's
+worth of noise. ``seal`` is the checkpoint shipped in the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from speechrag.corpus.build import load_corpus
+from speechrag.models.seal import SealModel
+from speechrag.retrievers import TRAINED_DIR
+from speechrag.text_encoder import TextEncoder
+from speechrag.train.data import (
+    Utterance,
+    cache_states,
+    cap_validation,
+    held_out,
+    training_utterances,
+)
+
+
+def _recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """scores (Q, P), truth (Q,) -> (R@1, MRR) in percent and as a fraction."""
+    rank = (scores > scores.gather(1, truth[:, None])).sum(1) + 1
+    return float((rank == 1).float().mean()) * 100, float((1 / rank.float()).mean())
+
+
+@torch.no_grad()
+def score(model: SealModel, val: list[Utterance], cache: Path,
+          questions: dict[str, list[str]]) -> dict[str, float]:
+    """Validation metrics of one model; states come from ``cache`` (S, D) per utterance."""
+    passages = [u for u in val if u.kind == "passage"]
+    where = {u.passage_id: i for i, u in enumerate(passages)}
+
+    def speech(utts: list[Utterance]) -> torch.Tensor:
+        out = []
+        for u in utts:
+            states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
+            mask = torch.ones(states.shape[:2], dtype=torch.bool)
+            out.append(model(states, mask)["speech_emb"])
+        return torch.cat(out)
+
+    s = speech(passages)  # (P, E)
+    t = model.encode_text([u.text for u in passages])  # (P, E)
+    asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
+    q = model.encode_text([text for text, _ in asked])  # (Q, E)
+    row = {"passages": len(passages), "questions": len(asked)}
+    row["written_r1"], row["written_mrr"] = _recall_mrr(
+        q @ s.T, torch.tensor([i for _, i in asked]))
+    row["transcript_r1"], _ = _recall_mrr(t @ s.T, torch.arange(len(passages)))
+    spoken = [u for u in val if u.kind == "query"]
+    if spoken:
+        row["spoken"] = len(spoken)
+        row["spoken_r1"], row["spoken_mrr"] = _recall_mrr(
+            speech(spoken) @ t.T, torch.tensor([where[u.passage_id] for u in spoken]))
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoints", nargs="+", help="SEAL checkpoints (.pt) or 'seal'")
+    ap.add_argument("--corpus", type=Path, required=True, help="a train-split corpus")
+    ap.add_argument("--features", type=Path, required=True, help="the runs' state cache")
+    ap.add_argument("--val-fraction", type=float, default=0.04)
+    ap.add_argument("--max-val", type=int, default=64)
+    args = ap.parse_args(argv)
+
+    corpus = load_corpus(args.corpus)
+    _, val = held_out(training_utterances(corpus), args.val_fraction)
+    val = cap_validation(val, args.max_val)
+    questions: dict[str, list[str]] = {}
+    for q in corpus.queries:
+        questions.setdefault(q["passage_id"], []).append(q["text"])
+    text = TextEncoder()
+    print("| checkpoint | written R@1 % | written MRR | spoken -> text R@1 % | spoken MRR "
+          "| transcript R@1 % |")
+    print("|---|---|---|---|---|---|")
+    n = None
+    for name in args.checkpoints:
+        path = TRAINED_DIR / "seal.pt" if name == "seal" else Path(name)
+        model = SealModel.load(path, text)
+        cache = cache_states(val, model.config.whisper, args.features)
+        r = score(model, val, cache, questions)
+        n = r
+        print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
+              f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "
+              f"| {r['transcript_r1']:.1f} |")
+    if n is not None:
+        print(f"\n{n['passages']} held-out passages, {n['questions']} written questions, "
+              f"{n.get('spoken', 0)} spoken questions ({args.corpus})")
+
+
+if __name__ == "__main__":
+    main()
