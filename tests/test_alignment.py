@@ -56,12 +56,15 @@ def test_divergence_symmetric_and_zero_on_identical() -> None:
 def test_batched_equals_per_pair() -> None:
     x, xm = clouds(4)
     y, ym = clouds(5, n=8)
-    batched = sinkhorn_divergence(x, xm, y, ym, blur=0.5, iters=100)
+    # one domain for both ("auto" decides per call, so a batch and its pairs could differ
+    # by the two loops' unconverged remainders, ~1e-7 here)
+    batched = sinkhorn_divergence(x, xm, y, ym, blur=0.5, iters=100, domain="log")
     for i in range(3):
         for j in range(3):
             xi, yj = x[i:i + 1, :int(xm[i].sum())], y[j:j + 1, :int(ym[j].sum())]
             one = sinkhorn_divergence(xi, torch.ones(xi.shape[:2], dtype=torch.bool), yj,
-                                      torch.ones(yj.shape[:2], dtype=torch.bool), 0.5, 100)
+                                      torch.ones(yj.shape[:2], dtype=torch.bool), 0.5, 100,
+                                      "log")
             torch.testing.assert_close(batched[i, j], one[0, 0])
 
 
@@ -115,3 +118,52 @@ def test_alignment_loss_prefers_true_pairs(similarity: str) -> None:
                                            smask, text, tmask)), rel=1e-5)
     with pytest.raises(ValueError, match="similarity"):
         AlignmentConfig(similarity="dot")
+
+
+def sphere_clouds(seed: int, b: int = 3, n: int = 6, d: int = 4):
+    """Clouds on the unit sphere (as the alignment loss normalizes them): costs <= 2."""
+    x, mask = clouds(seed, b, n, d)
+    return torch.nn.functional.normalize(x, dim=-1), mask
+
+
+def test_kernel_and_log_domain_agree() -> None:
+    """The fast kernel loop reaches the log-domain loop's value and gradient; "auto"
+    takes the kernel for unit-sphere clouds at the paper's blur and the log domain where
+    the kernel would underflow."""
+    x, xm = sphere_clouds(8, n=9, d=5)
+    y, ym = sphere_clouds(9, n=7, d=5)
+    out, grads = {}, {}
+    for domain in ("kernel", "log", "auto"):
+        xx = x.clone().requires_grad_(True)
+        out[domain] = sinkhorn_divergence(xx, xm, y, ym, blur=0.5, iters=200, domain=domain)
+        out[domain].sum().backward()
+        grads[domain] = xx.grad
+    torch.testing.assert_close(out["kernel"], out["log"], atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(grads["kernel"], grads["log"], atol=1e-9, rtol=1e-6)
+    assert torch.equal(out["auto"], out["kernel"])
+    assert torch.all(grads["kernel"][~xm] == 0)
+    # the same clouds at a tiny blur: the kernel would underflow, auto goes to the log domain
+    tiny = sinkhorn_divergence(x, xm, y, ym, blur=0.02, iters=50)
+    assert torch.equal(tiny, sinkhorn_divergence(x, xm, y, ym, blur=0.02, iters=50,
+                                                 domain="log"))
+    assert torch.isfinite(tiny).all()
+    with pytest.raises(ValueError, match="domain"):
+        sinkhorn_divergence(x, xm, y, ym, domain="fft")
+
+
+def test_kernel_domain_symmetric_zero_and_batched() -> None:
+    x, xm = sphere_clouds(10)
+    y, ym = sphere_clouds(11, n=8)
+    xy = sinkhorn_divergence(x, xm, y, ym, blur=0.5, iters=200, domain="kernel")
+    yx = sinkhorn_divergence(y, ym, x, xm, blur=0.5, iters=200, domain="kernel")
+    torch.testing.assert_close(xy, yx.T, atol=1e-8, rtol=1e-6)
+    same = sinkhorn_divergence(x, xm, x, xm, blur=0.5, iters=200, domain="kernel")
+    torch.testing.assert_close(torch.diagonal(same), torch.zeros(3, dtype=x.dtype), atol=1e-9,
+                               rtol=0)
+    for i in range(3):
+        for j in range(3):
+            xi, yj = x[i:i + 1, :int(xm[i].sum())], y[j:j + 1, :int(ym[j].sum())]
+            one = sinkhorn_divergence(xi, torch.ones(xi.shape[:2], dtype=torch.bool), yj,
+                                      torch.ones(yj.shape[:2], dtype=torch.bool), 0.5, 200,
+                                      "kernel")
+            torch.testing.assert_close(xy[i, j], one[0, 0])
