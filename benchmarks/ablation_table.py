@@ -21,13 +21,26 @@ from pathlib import Path
 from speechrag.report import load_reports, report_name
 
 
+def train_seconds(log: list[dict]) -> float:
+    """Training time up to the log's last row. Logs written before the clock ran on
+    across resumes restart at zero in each process: their pieces are added up."""
+    total = previous = 0.0
+    for r in log:
+        if "seconds" not in r:
+            continue
+        if r["seconds"] < previous:  # a resumed process started its clock again
+            total += previous
+        previous = r["seconds"]
+    return total + previous
+
+
 def run_summary(run: Path) -> dict:
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "val_r1" in r]
     if not evals:
         raise ValueError(f"{run}: no validation in its log yet")
     last = evals[-1]
-    return {"run": run.name, "steps": last["step"], "s_per_step": last["seconds"] / last["step"],
+    return {"run": run.name, "steps": last["step"], "s_per_step": train_seconds(log) / last["step"],
             "val_r1": last["val_r1"], "val_align_r1": last["val_align_r1"],
             "val_spoken_r1": last.get("val_spoken_r1"), "val_n": last["val_n"],
             "val_spoken_n": last.get("val_spoken_n"), "evals": evals}

@@ -68,6 +68,10 @@ def test_resume_gives_the_same_weights(train_corpus, config_file, tmp_path, stra
         main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config_file),
               "--out", str(broken), "--quiet"])
     assert torch.load(broken / "last.pt", weights_only=True)["step"] == 5
+    # as if the first session had trained for an hour before it ended
+    first = [json.loads(line) for line in (broken / "log.jsonl").read_text().splitlines()]
+    first[-1]["seconds"] = 3600.0
+    (broken / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
     monkeypatch.setattr(trainer.Batches, "batch", real_batch)
     main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config_file),
           "--out", str(broken), "--quiet"])
@@ -76,6 +80,11 @@ def test_resume_gives_the_same_weights(train_corpus, config_file, tmp_path, stra
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+    # the log's clock runs on across the resume instead of restarting at zero
+    log = [json.loads(line) for line in (broken / "log.jsonl").read_text().splitlines()]
+    after = [r["seconds"] for r in log if r["step"] > 5 and "seconds" in r]
+    assert after and all(3600.0 < t < 3600.0 + 600 for t in after)
+    assert after == sorted(after)
 
 
 def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_corpus) -> None:

@@ -231,7 +231,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     total = config.stage1_steps + config.stage2_steps
     scored = [x for x in map(selection_score, log) if x is not None]
     best = max(scored) if scored else None
-    t0 = time.perf_counter()
+    # "seconds" in the log is training time since step 0, across resumes
+    t0 = time.perf_counter() - next((r["seconds"] for r in reversed(log) if "seconds" in r), 0.0)
     with progress:
         task = progress.add_task("training", total=total, completed=step, info="")
         while step < total:
