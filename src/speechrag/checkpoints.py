@@ -56,7 +56,9 @@ def verified(spec: CheckpointSpec) -> CheckpointSpec:
     actual = file_sha256(path)
     if spec.sha256 and spec.sha256 != actual:
         raise ValueError(f"{path}: checkpoint changed since the index was built "
-                         f"(sha256 {actual[:12]}..., index says {spec.sha256[:12]}...)")
+                         f"(sha256 {actual[:12]}..., index says {spec.sha256[:12]}...); "
+                         "its vectors would not match: index the audio again into a new "
+                         "directory, or search with the checkpoint that built it")
     return CheckpointSpec(str(path.resolve()), actual)
 
 
