@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from speechrag.corpus.build import load_corpus
+from speechrag.metrics import mrr, recall_at
 from speechrag.models.seal import SealModel
 from speechrag.retrievers import TRAINED_DIR
 from speechrag.text_encoder import TextEncoder
@@ -33,9 +34,9 @@ from speechrag.train.data import (
 
 
 def _recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
-    """scores (Q, P), truth (Q,) -> (R@1, MRR) in percent and as a fraction."""
-    rank = (scores > scores.gather(1, truth[:, None])).sum(1) + 1
-    return float((rank == 1).float().mean()) * 100, float((1 / rank.float()).mean())
+    """scores (Q, P), truth (Q,) -> (R@1 in percent, MRR), by the project's metrics."""
+    ranks = ((scores > scores.gather(1, truth[:, None])).sum(1) + 1).tolist()
+    return 100 * recall_at(ranks, 1), mrr(ranks)
 
 
 @torch.no_grad()
@@ -88,19 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     print("| checkpoint | written R@1 % | written MRR | spoken -> text R@1 % | spoken MRR "
           "| transcript R@1 % |")
     print("|---|---|---|---|---|---|")
-    n = None
     for name in args.checkpoints:
         path = TRAINED_DIR / "seal.pt" if name == "seal" else Path(name)
         model = SealModel.load(path, text)
         cache = cache_states(val, model.config.whisper, args.features)
         r = score(model, val, cache, questions)
-        n = r
         print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
               f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "
               f"| {r['transcript_r1']:.1f} |")
-    if n is not None:
-        print(f"\n{n['passages']} held-out passages, {n['questions']} written questions, "
-              f"{n.get('spoken', 0)} spoken questions ({args.corpus})")
+    print(f"\n{r['passages']} held-out passages, {r['questions']} written questions, "
+          f"{r.get('spoken', 0)} spoken questions ({args.corpus})")
 
 
 if __name__ == "__main__":
