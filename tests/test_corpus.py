@@ -8,7 +8,13 @@ import pytest
 from speechrag import audio
 from speechrag.audio import SAMPLE_RATE
 from speechrag.corpus import tts
-from speechrag.corpus.build import CorpusConfig, build_corpus, choose_passages, load_corpus
+from speechrag.corpus.build import (
+    CorpusConfig,
+    build_corpus,
+    choose_passages,
+    load_corpus,
+    speak_queries,
+)
 from speechrag.corpus.wikispoken import load_passages, passages, queries_for, speakable, split_of
 
 
@@ -106,3 +112,34 @@ def test_passages_layout(tmp_path: Path) -> None:
                                   voices=("flite:kal",)), tmp_path)
     assert len(c.audio_files()) == 2 and all(m["start"] == 0 for m in c.manifest)
     assert load_corpus(tmp_path).queries == c.queries
+
+
+def test_parallel_build_is_the_same_corpus(tmp_path: Path) -> None:
+    config = CorpusConfig(split="train", passages=4, layout="passages",
+                          voices=("espeak-ng", "flite:kal"))
+    serial = build_corpus(config, tmp_path / "serial")
+    parallel = build_corpus(config, tmp_path / "parallel", workers=3)
+    assert parallel.manifest == serial.manifest
+    for m in serial.manifest:
+        a = (tmp_path / "serial" / m["audio"]).read_bytes()
+        assert (tmp_path / "parallel" / m["audio"]).read_bytes() == a
+    spoken = speak_queries(tmp_path / "parallel", workers=3).spoken_queries
+    alone = speak_queries(tmp_path / "serial").spoken_queries
+    assert len(spoken) == len(alone) > 0
+    for q, r in zip(spoken, alone, strict=True):
+        assert {**q, "audio": ""} == {**r, "audio": ""}
+        assert Path(q["audio"]).read_bytes() == Path(r["audio"]).read_bytes()
+
+
+def test_a_failing_voice_stops_a_parallel_build(tmp_path: Path, monkeypatch) -> None:
+    calls = []
+
+    def broken(text: str, voice: tts.Voice, out: Path) -> float:
+        calls.append(out)
+        raise tts.VoiceError(f"{voice.id} failed: no audio")
+
+    monkeypatch.setattr(tts, "synthesize", broken)
+    config = CorpusConfig(split="dev", passages=20, layout="passages", voices=("flite:kal",))
+    with pytest.raises(tts.VoiceError, match="flite:kal failed"):
+        build_corpus(config, tmp_path, workers=2)
+    assert len(calls) < 20  # the rest were cancelled

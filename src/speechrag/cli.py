@@ -355,10 +355,13 @@ def corpus_build(
              "documents.jsonl for text retrieval).")] = "episodes",
     per_episode: Annotated[int, typer.Option(help="Passages per episode.", min=1)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of passage order, voices and pauses.")] = 0,
+    workers: Annotated[int | None, typer.Option(
+        help="TTS processes at once (default: one per CPU core); the corpus is the same "
+             "for any number.", min=1)] = None,
 ) -> None:
     """Speak WikiSpoken passages with TTS voices; writes audio, manifest.jsonl, queries.jsonl."""
     from speechrag.corpus import tts
-    from speechrag.corpus.build import CorpusConfig, build_corpus
+    from speechrag.corpus.build import CorpusConfig, build_corpus, default_workers
 
     chosen = tuple(v.strip() for vs in (voices or []) for v in vs.split(",") if v.strip())
     config = CorpusConfig(split=split, passages=passages, voices=chosen or tts.EVALUATION,
@@ -366,7 +369,8 @@ def corpus_build(
     with _progress() as progress:
         task = progress.add_task("speaking passages", total=passages)
         c = build_corpus(config, out_dir,
-                         on_progress=lambda d, _t: progress.update(task, completed=d))
+                         on_progress=lambda d, _t: progress.update(task, completed=d),
+                         workers=workers or default_workers())
         progress.update(task, completed=passages)
     if layout == "queries":
         err.print(f"{out_dir}: {len(c.documents)} text documents (documents.jsonl), "
@@ -388,9 +392,11 @@ def corpus_speak_queries(
              "corpus: the training voices).")] = None,
     kinds: Annotated[str, typer.Option(
         help="Query kinds to speak, comma-separated.")] = "description,title",
+    workers: Annotated[int | None, typer.Option(
+        help="TTS processes at once (default: one per CPU core).", min=1)] = None,
 ) -> None:
     """Speak a corpus's queries (for spoken-query search and eval --spoken-queries)."""
-    from speechrag.corpus.build import load_corpus, speak_queries
+    from speechrag.corpus.build import default_workers, load_corpus, speak_queries
 
     chosen = tuple(v.strip() for vs in (voices or []) for v in vs.split(",") if v.strip())
     wanted = tuple(k.strip() for k in kinds.split(",") if k.strip())
@@ -398,7 +404,8 @@ def corpus_speak_queries(
     with _progress() as progress:
         task = progress.add_task("speaking queries", total=total)
         c = speak_queries(corpus, chosen or None, wanted,
-                          on_progress=lambda d, _t: progress.update(task, completed=d))
+                          on_progress=lambda d, _t: progress.update(task, completed=d),
+                          workers=workers or default_workers())
     err.print(f"{corpus}: {len(c.spoken_queries)} spoken queries", markup=False,
               highlight=False)
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,9 +146,41 @@ def _part(root: Path, voice: tts.Voice, p: Passage) -> Path:
     return root / "parts" / slug / f"{p.passage_id}.wav"
 
 
+def default_workers() -> int:
+    """TTS processes to run at once: one per CPU core."""
+    return os.cpu_count() or 1
+
+
+def _synthesize_all(jobs: list[tuple[str, tts.Voice, Path]], workers: int,
+                    on_done: Callable[[], None]) -> None:
+    """Speak every (text, voice, path) not on disk yet, ``workers`` at a time. Each
+    utterance depends only on its text and voice, so the corpus is the same whatever
+    the number of workers. Threads suffice: each one waits on a TTS process."""
+    todo = [job for job in jobs if not job[2].exists()]
+    for _ in range(len(jobs) - len(todo)):
+        on_done()
+    if workers <= 1:
+        for text, voice, path in todo:
+            tts.synthesize(text, voice, path)
+            on_done()
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(tts.synthesize, *job) for job in todo]
+        try:
+            for future in futures:
+                future.result()
+                on_done()
+        except BaseException:  # a failing voice fails fast: nothing more is started
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def build_corpus(config: CorpusConfig, out: str | Path,
-                 on_progress: Callable[[int, int], None] | None = None) -> Corpus:
-    """Build (or finish building) the corpus ``config`` describes in ``out``.
+                 on_progress: Callable[[int, int], None] | None = None,
+                 workers: int = 1) -> Corpus:
+    """Build (or finish building) the corpus ``config`` describes in ``out``, speaking
+    ``workers`` passages at a time (the result does not depend on it).
 
     on_progress(done, total) is called after each passage is synthesized.
     """
@@ -178,18 +212,20 @@ def build_corpus(config: CorpusConfig, out: str | Path,
         name = f"ep{g:03d}.wav" if config.layout == "episodes" else f"{group[0].passage_id}.wav"
         plan.append((name, voice, group, pauses))
 
-    manifest: list[dict] = []
     done = 0
+
+    def spoken() -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, len(chosen))
+
+    _synthesize_all([(p.text, voice, _part(root, voice, p)) for _, voice, group, _ in plan
+                     for p in group], workers, spoken)
+    manifest: list[dict] = []
     for name, voice, group, pauses in plan:
-        lengths = []
-        for p in group:
-            part = _part(root, voice, p)
-            if not part.exists():
-                tts.synthesize(p.text, voice, part)
-            lengths.append(sf.info(str(part)).frames / audio.SAMPLE_RATE)
-            done += 1
-            if on_progress:
-                on_progress(done, len(chosen))
+        lengths = [sf.info(str(_part(root, voice, p))).frames / audio.SAMPLE_RATE
+                   for p in group]
         target = root / "audio" / name
         lead = config.lead_s if config.layout == "episodes" else 0.0
         t = lead
@@ -225,11 +261,13 @@ def _assemble(root: Path, target: Path, voice: tts.Voice, group: list[Passage],
 
 def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
                   kinds: tuple[str, ...] = ("description", "title"),
-                  on_progress: Callable[[int, int], None] | None = None) -> Corpus:
+                  on_progress: Callable[[int, int], None] | None = None,
+                  workers: int = 1) -> Corpus:
     """Speak a built corpus's queries: ``query_audio/<id>.wav`` and
     ``spoken_queries.jsonl``. Each query gets one voice, alternating over ``voices``
     (default: the evaluation voices of a dev/test corpus, the corpus's own voices of a
-    train corpus); the voice roles of :class:`CorpusConfig` apply. Resumable."""
+    train corpus); the voice roles of :class:`CorpusConfig` apply. Resumable; ``workers``
+    queries are spoken at a time."""
     root = Path(root)
     corpus = load_corpus(root)
     split = corpus.config.get("split")
@@ -238,15 +276,21 @@ def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
     for engine in {v.partition(":")[0] for v in voices}:
         tts.check_engine(engine)
     chosen = [q for q in corpus.queries if q["kind"] in kinds]
-    rows = []
-    for i, q in enumerate(chosen, start=1):
+    rows, jobs = [], []
+    for q in chosen:
         voice = tts.parse_voice(voices[int(hashlib.sha1(q["id"].encode()).hexdigest()[:8], 16)
                                        % len(voices)])
         rel = f"query_audio/{q['id']}.wav"
-        if not (root / rel).exists():
-            tts.synthesize(q["text"], voice, root / rel)
+        jobs.append((q["text"], voice, root / rel))
         rows.append({**q, "voice": voice.id, "audio": rel})
+    done = 0
+
+    def spoken() -> None:
+        nonlocal done
+        done += 1
         if on_progress:
-            on_progress(i, len(chosen))
+            on_progress(done, len(chosen))
+
+    _synthesize_all(jobs, workers, spoken)
     _write_jsonl(root / SPOKEN_QUERIES, rows)
     return load_corpus(root)
