@@ -93,10 +93,11 @@ def autocast_dtype(name: str | None = None, device: str = "cpu") -> torch.dtype 
     return torch.bfloat16 if native else None
 
 
-def states_policy(whisper: str, dtype: str | None = None, piece_s: float = PIECE_S) -> str:
+def states_policy(whisper: str, dtype: str | None = None, piece_s: float = PIECE_S,
+                  device: str = "cpu") -> str:
     """A name for how states are made (model, piece length, dtype), e.g.
     ``whisper-base-piece20s-bf16``: training caches are kept apart by it."""
-    name = "bf16" if autocast_dtype(dtype) is torch.bfloat16 else "fp32"
+    name = "bf16" if autocast_dtype(dtype, device) is torch.bfloat16 else "fp32"
     return f"{whisper}-piece{piece_s:g}s-{name}"
 
 
@@ -115,10 +116,14 @@ class SpeechStates:
     """
 
     def __init__(self, whisper: str = "whisper-base", dtype: str | None = None,
-                 piece_s: float = PIECE_S, cache_pieces: int = CACHE_PIECES) -> None:
-        self.encoder = WhisperEncoder.load(whisper)
+                 piece_s: float = PIECE_S, cache_pieces: int = CACHE_PIECES,
+                 device: str = "cpu") -> None:
+        """device: where the encoder runs ("cpu", "cuda"); log-mel stays on the CPU and
+        states come back on the CPU."""
+        self.device = torch.device(device)
+        self.encoder = WhisperEncoder.load(whisper).to(self.device)
         self.mel = LogMel()
-        self.dtype = autocast_dtype(dtype)
+        self.dtype = autocast_dtype(dtype, self.device.type)
         self.piece_s = piece_s
         self.cache_pieces = cache_pieces
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
@@ -135,9 +140,10 @@ class SpeechStates:
             if int(frames.max()) > MAX_FRAMES:
                 raise ValueError(f"clip of {int(frames.max()) / 100:.1f} s > 30 s: cut it first")
             batch = torch.nn.utils.rnn.pad_sequence([m.T for m in mels], batch_first=True)
-            with torch.autocast("cpu", dtype=self.dtype or torch.bfloat16,
+            with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16,
                                 enabled=self.dtype is not None):
-                states = self.encoder(batch.transpose(1, 2), n_frames=frames).float()
+                states = self.encoder(batch.transpose(1, 2).to(self.device),
+                                      n_frames=frames.to(self.device)).float().cpu()
             for k, j in enumerate(group):
                 out[j] = states[k, : (int(frames[k]) + FRAMES_PER_STATE - 1) // FRAMES_PER_STATE]
             self.encoded_s += sum(len(clips[j]) for j in group) / SAMPLE_RATE

@@ -115,3 +115,23 @@ def test_cache_keys_follow_the_path_inside_the_corpus(spoken_corpus: Path,
     assert [u.key for u in here] == [u.key for u in there]
     assert any(u.kind == "query" for u in here)
     assert len({u.key for u in here}) == len(here)
+
+
+def test_states_cached_in_shared_passes_equal_one_by_one(spoken_corpus: Path,
+                                                          tmp_path: Path) -> None:
+    # the GPU path (several utterances per padded pass), run here on the CPU in fp32
+    utts = training_utterances(load_corpus(spoken_corpus))[:6]
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("SPEECHRAG_ENCODER_DTYPE", "float32")
+    try:
+        alone = cache_states(utts, "whisper-tiny.en", tmp_path / "alone", device="cpu")
+        shared = cache_states(utts, "whisper-tiny.en", tmp_path / "shared", device="cpu",
+                              batch=4)
+    finally:
+        monkey.undo()
+    assert alone.name == shared.name == "whisper-tiny.en-piece20s-fp32"
+    for u in utts:
+        a = torch.load(alone / f"{u.key}.pt", weights_only=True).float()
+        b = torch.load(shared / f"{u.key}.pt", weights_only=True).float()
+        assert a.shape == b.shape and a.shape[0] == pytest.approx(50 * (u.end - u.start), abs=2)
+        assert torch.allclose(a, b, atol=2e-2), float((a - b).abs().max())

@@ -28,7 +28,7 @@ def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()
+    return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 class FrozenTextModel(nn.Module):

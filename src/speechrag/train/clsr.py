@@ -19,7 +19,7 @@ import torch
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrConfig, ClsrModel
 from speechrag.text_encoder import TextEncoder
-from speechrag.train.data import Batches, Utterance, train_vocabulary
+from speechrag.train.data import Batches, Utterance, to_device, train_vocabulary
 from speechrag.train.loop import Arch, TrainConfig, run
 
 
@@ -42,7 +42,7 @@ def validate(model: ClsrModel, batches: Batches, val: list[Utterance],
     hyps, vecs, queries = [], [], []
     for i in range(0, len(val), batches.batch_size):
         chunk = val[i:i + batches.batch_size]
-        b = {k: v.to(device) for k, v in batches.collate(chunk).items()}
+        b = to_device(batches.collate(chunk), device)
         out = model(b["states"], b["state_mask"])
         hyps += [tok.decode(ids[:n].tolist(), skip_special_tokens=True)
                  for ids, n in zip(out["token_ids"], out["n_tokens"], strict=True)]

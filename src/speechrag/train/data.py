@@ -33,6 +33,8 @@ from speechrag.corpus.build import Corpus
 from speechrag.models.clsr import IGNORE
 from speechrag.text_encoder import TextEncoder
 
+GPU_UTTERANCES = 64  # utterances per padded encoder pass when caching states on a GPU
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -117,29 +119,40 @@ def cap_validation(val: list[Utterance], max_passages: int) -> list[Utterance]:
 
 
 def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
-                 on_progress: Callable[[int, int], None] | None = None) -> Path:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 device: str | None = None, batch: int | None = None) -> Path:
     """Encode every utterance not yet cached, exactly as the retrievers will encode
     speech at search time (:class:`SpeechStates`: 20 s pieces, bf16 where native).
     Returns the directory used: ``cache/<policy>/<key>.pt``, states (S, D) fp16, so
     states made under another policy are never mixed in. Each file is written to a
-    temporary name and renamed, so an interrupted run resumes cleanly."""
+    temporary name and renamed, so an interrupted run resumes cleanly.
+
+    On a GPU (``device``, default: CUDA when present) ``batch`` utterances (default
+    ``GPU_UTTERANCES``) share padded forward passes; on the CPU they go one by one
+    unless ``batch`` says otherwise."""
     from speechrag.segment import Segment
     from speechrag.speech_states import SpeechStates, states_policy
 
-    cache = cache / states_policy(whisper)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cache = cache / states_policy(whisper, device=device)
     cache.mkdir(parents=True, exist_ok=True)
     todo = [u for u in utterances if not (cache / f"{u.key}.pt").exists()]
     if not todo:
         return cache
-    speech = SpeechStates(whisper)
-    for i, u in enumerate(todo, start=1):
-        seg = Segment(u.audio, u.start, u.end, _read_span(u))
-        padded, mask = speech.segments([seg])
-        tmp = cache / f"{u.key}.pt.tmp"
-        torch.save(padded[0, : int(mask[0].sum())].to(torch.float16).clone(), tmp)
-        tmp.replace(cache / f"{u.key}.pt")
+    speech = SpeechStates(whisper, device=device)
+    step = batch or (1 if device == "cpu" else GPU_UTTERANCES)
+    done = 0
+    for i in range(0, len(todo), step):
+        chunk = todo[i:i + step]
+        padded, mask = speech.segments([Segment(u.audio, u.start, u.end, _read_span(u))
+                                        for u in chunk])
+        for u, states, real in zip(chunk, padded, mask, strict=True):
+            tmp = cache / f"{u.key}.pt.tmp"
+            torch.save(states[: int(real.sum())].to(torch.float16).clone(), tmp)
+            tmp.replace(cache / f"{u.key}.pt")
+        done += len(chunk)
         if on_progress:
-            on_progress(i, len(todo))
+            on_progress(done, len(todo))
     return cache
 
 
@@ -206,11 +219,11 @@ class Batches:
     def collate(self, chosen: list[Utterance], rng: random.Random | None = None
                 ) -> dict[str, torch.Tensor]:
         rng = rng or random.Random(0)
-        states = [torch.load(self.cache / f"{u.key}.pt", weights_only=True).float()
-                  for u in chosen]
-        s = max(len(x) for x in states)
-        padded = torch.stack([torch.nn.functional.pad(x, (0, 0, 0, s - len(x))) for x in states])
-        mask = torch.arange(s)[None] < torch.tensor([len(x) for x in states])[:, None]
+        # kept fp16 (as cached) until :func:`to_device`: padding half the bytes on the
+        # CPU, and casting on the GPU when there is one
+        states = [torch.load(self.cache / f"{u.key}.pt", weights_only=True) for u in chosen]
+        padded = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)
+        mask = torch.arange(padded.shape[1])[None] < torch.tensor([len(x) for x in states])[:, None]
         for u in chosen:  # validation utterances are tokenized on first use
             if u.key not in self.targets:
                 self.targets[u.key] = self.text.token_ids([u.text])[0]
@@ -219,6 +232,13 @@ class Batches:
         return {"states": padded, "state_mask": mask, "targets": _pad(targets, IGNORE),
                 "query_ids": _pad(queries, 0),
                 "query_lengths": torch.tensor([len(q) for q in queries])}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch on ``device``, states as float32 (they are cached as fp16)."""
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out["states"] = out["states"].float()
+    return out
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:

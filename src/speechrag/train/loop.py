@@ -39,6 +39,7 @@ from speechrag.train.data import (
     cache_states,
     cap_validation,
     held_out,
+    to_device,
     training_utterances,
 )
 
@@ -238,7 +239,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
         while step < total:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, config)
-            b = {k: v.to(device) for k, v in batches.batch(step).items()}
+            b = to_device(batches.batch(step), device)
             parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
             opt.zero_grad()
             parts["loss"].backward()

@@ -20,7 +20,7 @@ import torch
 
 from speechrag.models.seal import SealConfig, SealModel
 from speechrag.text_encoder import TextEncoder
-from speechrag.train.data import Batches, Utterance
+from speechrag.train.data import Batches, Utterance, to_device
 from speechrag.train.loop import Arch, TrainConfig, run
 
 
@@ -40,7 +40,7 @@ def _speech(model: SealModel, batches: Batches, utts: list[Utterance],
     embeddings (N, E) of their paired texts."""
     speech, texts = [], []
     for i in range(0, len(utts), batches.batch_size):
-        b = {k: v.to(device) for k, v in batches.collate(utts[i:i + batches.batch_size]).items()}
+        b = to_device(batches.collate(utts[i:i + batches.batch_size]), device)
         speech.append(model(b["states"], b["state_mask"])["speech_emb"])
         if paired:
             texts.append(model.project(model._text_sentence(b["query_ids"],
