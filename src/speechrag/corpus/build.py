@@ -152,24 +152,23 @@ def default_workers() -> int:
 
 
 def _synthesize_all(jobs: list[tuple[str, tts.Voice, Path]], workers: int,
-                    on_done: Callable[[], None]) -> None:
-    """Speak every (text, voice, path) not on disk yet, ``workers`` at a time. Each
-    utterance depends only on its text and voice, so the corpus is the same whatever
-    the number of workers. Threads suffice: each one waits on a TTS process."""
+                    on_progress: Callable[[int, int], None] | None) -> None:
+    """Speak every (text, voice, path) not on disk yet, ``workers`` at a time, calling
+    on_progress(done, len(jobs)) as each is ready. Each utterance depends only on its text
+    and voice, so the corpus is the same whatever the number of workers. Threads suffice:
+    each one waits on a TTS process."""
     todo = [job for job in jobs if not job[2].exists()]
-    for _ in range(len(jobs) - len(todo)):
-        on_done()
-    if workers <= 1:
-        for text, voice, path in todo:
-            tts.synthesize(text, voice, path)
-            on_done()
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    done = len(jobs) - len(todo)
+    if on_progress and done:  # a resumed build starts where the last one stopped
+        on_progress(done, len(jobs))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(tts.synthesize, *job) for job in todo]
         try:
             for future in futures:
                 future.result()
-                on_done()
+                done += 1
+                if on_progress:
+                    on_progress(done, len(jobs))
         except BaseException:  # a failing voice fails fast: nothing more is started
             for future in futures:
                 future.cancel()
@@ -212,16 +211,8 @@ def build_corpus(config: CorpusConfig, out: str | Path,
         name = f"ep{g:03d}.wav" if config.layout == "episodes" else f"{group[0].passage_id}.wav"
         plan.append((name, voice, group, pauses))
 
-    done = 0
-
-    def spoken() -> None:
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done, len(chosen))
-
     _synthesize_all([(p.text, voice, _part(root, voice, p)) for _, voice, group, _ in plan
-                     for p in group], workers, spoken)
+                     for p in group], workers, on_progress)
     manifest: list[dict] = []
     for name, voice, group, pauses in plan:
         lengths = [sf.info(str(_part(root, voice, p))).frames / audio.SAMPLE_RATE
@@ -283,14 +274,6 @@ def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
         rel = f"query_audio/{q['id']}.wav"
         jobs.append((q["text"], voice, root / rel))
         rows.append({**q, "voice": voice.id, "audio": rel})
-    done = 0
-
-    def spoken() -> None:
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done, len(chosen))
-
-    _synthesize_all(jobs, workers, spoken)
+    _synthesize_all(jobs, workers, on_progress)
     _write_jsonl(root / SPOKEN_QUERIES, rows)
     return load_corpus(root)
