@@ -122,7 +122,7 @@ class SpeechStates:
         states come back on the CPU."""
         self.device = torch.device(device)
         self.encoder = WhisperEncoder.load(whisper).to(self.device)
-        self.mel = LogMel()
+        self.mel = LogMel(self.encoder.config.n_mels)
         self.dtype = autocast_dtype(dtype, self.device.type)
         self.piece_s = piece_s
         self.cache_pieces = cache_pieces

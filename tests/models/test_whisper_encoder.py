@@ -69,3 +69,62 @@ def test_padded_batch_matches_single_runs(encoder: WhisperEncoder, mel: torch.Te
     torch.testing.assert_close(both[1, :151], alone[0], atol=1e-4, rtol=1e-4)
     assert len(layers) == encoder.config.n_layer
     torch.testing.assert_close(layers[-1], alone)
+
+
+def _hf_whisper(tmp_path: Path, n_mels: int) -> tuple[Path, torch.nn.Module]:
+    """A small randomly initialised transformers Whisper, saved the way the
+    ``openai/whisper-*`` repos are (WhisperForConditionalGeneration, safetensors)."""
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=4,
+                           decoder_layers=1, decoder_attention_heads=4, encoder_ffn_dim=256,
+                           decoder_ffn_dim=128, num_mel_bins=n_mels, vocab_size=100, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
+                           max_source_positions=1500)
+    model = WhisperForConditionalGeneration(config).eval()
+    with torch.no_grad():  # random biases everywhere, so a dropped one shows
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    model.save_pretrained(tmp_path)
+    return tmp_path, model.model.encoder
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_loads_hugging_face_whisper_weights(tmp_path: Path, speech_dir: Path,
+                                            n_mels: int) -> None:
+    """openai/whisper-* weights (transformers format) give transformers' own encoder
+    output; large-v3's 128 mel bins reach the log-mel too."""
+    from speechrag.speech_states import SpeechStates
+
+    path, theirs = _hf_whisper(tmp_path, n_mels)
+    ours = WhisperEncoder.load(str(path))
+    assert ours.config.n_state == 64 and ours.config.n_mels == n_mels
+    mel = LogMel(n_mels)(audio.load(speech_dir / "violin.wav"))
+    assert mel.shape[0] == n_mels
+    padded = torch.nn.functional.pad(mel, (0, MAX_FRAMES - mel.shape[1]))[None]
+    with torch.no_grad():
+        expected = theirs(padded).last_hidden_state
+        torch.testing.assert_close(ours(padded), expected, atol=1e-4, rtol=1e-4)
+    states = SpeechStates(str(path)).encode([audio.load(speech_dir / "violin.wav")])[0]
+    assert states.shape == ((mel.shape[1] + 1) // 2, 64)
+
+
+def test_not_a_whisper_model_is_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="not whisper"):
+        WhisperEncoder.load(str(tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="empty: not a Whisper model"):
+        WhisperEncoder.load(str(empty))
+
+
+def test_unreachable_hub_model_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (as here), an openai/whisper-* name fails with the name in the message."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="openai/whisper-nonexistent-size"):
+        WhisperEncoder.load("openai/whisper-nonexistent-size")

@@ -1,4 +1,5 @@
-"""Whisper's audio encoder in plain PyTorch, loaded from the packaged CTranslate2 weights.
+"""Whisper's audio encoder in plain PyTorch, loaded from the packaged CTranslate2 weights
+or from Hugging Face ``openai/whisper-*`` weights.
 
 Robust Speech Recognition via Large-Scale Weak Supervision (Radford et al., 2022),
 https://arxiv.org/abs/2212.04356. Every speechrag model shares this encoder, so the
@@ -144,18 +145,119 @@ class WhisperEncoder(nn.Module):
         return model.eval()
 
     @classmethod
+    def from_hf(cls, model_dir: str | Path) -> WhisperEncoder:
+        """Build from a Hugging Face transformers Whisper directory (``config.json`` plus
+        ``model.safetensors`` or ``pytorch_model.bin``), the format of the ``openai/whisper-*``
+        repos. Read with safetensors / torch directly: loading transformers' whole
+        WhisperForConditionalGeneration would build the decoder too, only to drop it."""
+        import json
+
+        root = Path(model_dir)
+        try:
+            hf = json.loads((root / "config.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{root}: not a Hugging Face Whisper directory ({err})") from err
+        if hf.get("model_type") != "whisper":
+            raise ValueError(f"{root}: config.json is a {hf.get('model_type')!r} model, "
+                             "not whisper")
+        w = _read_hf_weights(root)
+        prefix = next((p for p in ("model.encoder.", "encoder.") if p + "conv1.weight" in w),
+                      None)
+        if prefix is None:
+            raise ValueError(f"{root}: no Whisper encoder weights (encoder.conv1.weight)")
+        d, n_layer = int(hf["d_model"]), int(hf["encoder_layers"])
+        if int(hf.get("encoder_ffn_dim", 4 * d)) != 4 * d:
+            raise ValueError(f"{root}: encoder_ffn_dim {hf['encoder_ffn_dim']} is not "
+                             f"4 x d_model ({4 * d}), as in every Whisper")
+        config = WhisperEncoderConfig(n_state=d, n_head=int(hf["encoder_attention_heads"]),
+                                      n_layer=n_layer, n_ctx=int(hf["max_source_positions"]),
+                                      n_mels=int(hf.get("num_mel_bins", N_MELS)))
+        model = cls(config)
+
+        def get(name: str) -> torch.Tensor:
+            return w[prefix + name].float()
+
+        state = {"conv1.weight": get("conv1.weight"), "conv1.bias": get("conv1.bias"),
+                 "conv2.weight": get("conv2.weight"), "conv2.bias": get("conv2.bias"),
+                 "positions": get("embed_positions.weight"),
+                 "ln_post.weight": get("layer_norm.weight"),
+                 "ln_post.bias": get("layer_norm.bias")}
+        for i in range(n_layer):
+            p, a = f"blocks.{i}.", f"layers.{i}.self_attn."
+            q, k, v = (get(f"{a}{x}_proj.weight") for x in "qkv")
+            state |= {  # the key projection has no bias in Whisper
+                p + "qkv.weight": torch.cat([q, k, v]),
+                p + "qkv.bias": torch.cat([get(a + "q_proj.bias"), torch.zeros(d),
+                                           get(a + "v_proj.bias")]),
+                p + "out.weight": get(a + "out_proj.weight"),
+                p + "out.bias": get(a + "out_proj.bias"),
+                p + "attn_ln.weight": get(f"layers.{i}.self_attn_layer_norm.weight"),
+                p + "attn_ln.bias": get(f"layers.{i}.self_attn_layer_norm.bias"),
+                p + "mlp.0.weight": get(f"layers.{i}.fc1.weight"),
+                p + "mlp.0.bias": get(f"layers.{i}.fc1.bias"),
+                p + "mlp.2.weight": get(f"layers.{i}.fc2.weight"),
+                p + "mlp.2.bias": get(f"layers.{i}.fc2.bias"),
+                p + "mlp_ln.weight": get(f"layers.{i}.final_layer_norm.weight"),
+                p + "mlp_ln.bias": get(f"layers.{i}.final_layer_norm.bias"),
+            }
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+    @classmethod
     def load(cls, name: str = "whisper-base") -> WhisperEncoder:
-        """By asset name (``whisper-base``, ``whisper-tiny.en``) or CTranslate2 directory."""
-        return cls.from_ct2(resolve(name))
+        """By asset name (``whisper-base``, ``whisper-tiny.en``), a CTranslate2 or Hugging
+        Face directory, or a Hugging Face repo id (``openai/whisper-small``: downloaded once
+        into the Hugging Face cache, for users with a network)."""
+        path = Path(resolve(name))
+        if (path / "model.bin").is_file():
+            return cls.from_ct2(path)
+        if (path / "config.json").is_file():
+            return cls.from_hf(path)
+        if path.exists() or "/" not in name:
+            raise ValueError(f"{name}: not a Whisper model (no CTranslate2 model.bin and no "
+                             "Hugging Face config.json)")
+        return cls.from_hf(_download(name))
+
+
+def _read_hf_weights(root: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a Hugging Face checkpoint directory (safetensors preferred)."""
+    files = sorted(root.glob("model*.safetensors"))
+    if files:
+        from safetensors.torch import load_file
+
+        out: dict[str, torch.Tensor] = {}
+        for f in files:  # one file, or the shards of a big model
+            out |= load_file(f)
+        return out
+    bins = sorted(root.glob("pytorch_model*.bin"))
+    if not bins:
+        raise ValueError(f"{root}: no model.safetensors or pytorch_model.bin")
+    out = {}
+    for f in bins:
+        out |= torch.load(f, map_location="cpu", weights_only=True)
+    return out
+
+
+def _download(repo_id: str) -> Path:
+    """A Hugging Face repo's config and weights, fetched once into the HF cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=[
+            "config.json", "model*.safetensors", "model.safetensors.index.json"]))
+    except Exception as err:  # offline, unknown repo, no permission: say which
+        raise ValueError(f"{repo_id}: could not fetch the Whisper weights from the "
+                         f"Hugging Face hub ({type(err).__name__}: {err})") from err
 
 
 class LogMel:
-    """Whisper's log-mel features (faster-whisper's extractor) on the actual length."""
+    """Whisper's log-mel features (faster-whisper's extractor) on the actual length.
+    n_mels: 80, or 128 for large-v3 (the encoder's config says which)."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_mels: int = N_MELS) -> None:
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        self.extractor = FeatureExtractor(feature_size=N_MELS)
+        self.extractor = FeatureExtractor(feature_size=n_mels)
 
     def __call__(self, samples: np.ndarray) -> torch.Tensor:
         """samples (n,) float32 at 16 kHz -> mel (F, T), T = n // 160."""
