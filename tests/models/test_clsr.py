@@ -158,3 +158,35 @@ def test_variants_train(text: TextEncoder, batch: dict, variant: dict) -> None:
             assert model.align_proj.weight.grad is not None
         opt.step()
     assert min(seen[-5:]) < seen[0]
+
+
+def test_glancing_sampler_trains_and_leaves_inference_alone(text: TextEncoder,
+                                                            batch: dict) -> None:
+    """With the sampler on, stage 1 reveals targets only where the first pass errs,
+    scores CE on the rest, trains the projection of the revealed tokens and learns;
+    in eval mode the model decodes in one plain pass, as without it."""
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), "glancing_ratio": 0.75})
+    torch.manual_seed(0)
+    model = ClsrModel(config, text).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    ce, glanced = [], []
+    for _ in range(40):
+        parts = model.training_loss(**batch, contrastive=False)
+        ce.append(float(parts["ce"].detach()))
+        glanced.append(float(parts["glanced"]))
+        opt.zero_grad()
+        parts["loss"].backward()
+        assert model.glance_proj.weight.grad is not None
+        assert model.glance_proj.weight.grad.abs().sum() > 0
+        opt.step()
+    assert 0.5 < glanced[0] <= 0.75  # nearly all wrong at first: about 0.75 revealed
+    assert min(ce[-5:]) < ce[0]
+    model.eval()
+    plain = ClsrModel(SMALL, text).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if not k.startswith("glance_proj")})
+    with torch.no_grad():
+        a = model(batch["states"], batch["state_mask"])
+        b = plain(batch["states"], batch["state_mask"])
+    assert torch.equal(a["token_ids"], b["token_ids"])
+    torch.testing.assert_close(a["speech_emb"], b["speech_emb"])

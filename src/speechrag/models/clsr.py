@@ -30,6 +30,7 @@ from speechrag.alignment import AlignmentConfig, alignment_loss
 from speechrag.losses import ClsrLoss, quantity_loss
 from speechrag.models.cif import CifPredictor
 from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
+from speechrag.models.glancing import glancing_mask
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
 from speechrag.models.quantizer import VQAdaptor
 from speechrag.text_encoder import TextEncoder
@@ -58,6 +59,10 @@ class ClsrConfig:
     # Auxiliary CE of each CIF embedding on its own token (through the decoder's output
     # layer): supervises the alignment directly instead of only through the decoder.
     cif_ce_weight: float = 0.5
+    # Glancing sampler (Paraformer's GLM, models/glancing.py) in ASR pretraining: reveal
+    # floor(ratio x errors) target tokens to a second decoder pass. 0 turns it off;
+    # Paraformer uses 0.75. Stage 2 and inference decode in one plain pass.
+    glancing_ratio: float = 0.0
     # Output vocabulary: the text tokenizer's tokens seen at least this often in the
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
@@ -116,6 +121,8 @@ class ClsrModel(FrozenTextModel):
         self.decoder = NarDecoder(config.decoder, d_encoder=d, word_embeddings=words)
         self.vq = VQAdaptor(words, config.vq_temperature)
         self.align_proj = nn.Linear(d, text.dim) if config.align_weight > 0 else None
+        # target tokens shown by the glancing sampler: word embedding (E) -> decoder width
+        self.glance_proj = nn.Linear(text.dim, d) if config.glancing_ratio > 0 else None
         self.register_buffer("time_table", _sinusoids(4096, d) if config.time_encoding
                              else torch.zeros(1, d), persistent=False)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
@@ -145,14 +152,29 @@ class ClsrModel(FrozenTextModel):
         return h + table[:n].to(h)[None] * mask[..., None].to(h.dtype)
 
     def _decode(self, states: torch.Tensor, state_mask: torch.Tensor,
-                target_lengths: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Projection, CIF and decoder: logits (B, N, V') over the local vocabulary."""
+                target_lengths: torch.Tensor | None, glance_targets: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Projection, CIF and decoder: logits (B, N, V') over the local vocabulary.
+
+        glance_targets (B, N) local target ids (IGNORE on padding), in training with the
+        glancing sampler on: the logits are the second pass's; "glanced" (B, N) marks the
+        revealed positions and "free_ids" (B, N) holds the first, plain pass's argmax."""
         h, state_mask = self._project(states, state_mask)
         tokens, n_tokens, alphas = self.cif(self._timed(h, state_mask), state_mask,
                                             target_lengths)
-        hidden = self.decoder.hidden(tokens, n_tokens, h, state_mask)
+        extra: dict[str, torch.Tensor] = {}
+        inputs = tokens
+        if glance_targets is not None and self.glance_proj is not None and self.training:
+            with torch.no_grad():
+                free = self.decoder.output_from_hidden(
+                    self.decoder.hidden(tokens, n_tokens, h, state_mask)).argmax(-1)
+            glanced = glancing_mask(free, glance_targets, self.config.glancing_ratio, IGNORE)
+            shown = self.glance_proj(self.vq.word_embeddings[glance_targets.clamp(min=0)])
+            inputs = torch.where(glanced[..., None], shown.to(tokens.dtype), tokens)
+            extra = {"glanced": glanced, "free_ids": free}
+        hidden = self.decoder.hidden(inputs, n_tokens, h, state_mask)
         return {"logits": self.decoder.output_from_hidden(hidden), "n_tokens": n_tokens,
-                "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden}
+                "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden, **extra}
 
     def forward(self, states: torch.Tensor, state_mask: torch.Tensor,
                 target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -185,13 +207,19 @@ class ClsrModel(FrozenTextModel):
         lengths = (targets != IGNORE).sum(dim=1)
         local = torch.where(targets == IGNORE, targets, self.to_local[targets.clamp(min=0)])
         if not contrastive:
-            out = self._decode(states, state_mask, lengths)
-            ce = F.cross_entropy(out["logits"].transpose(1, 2), local, ignore_index=IGNORE)
+            out = self._decode(states, state_mask, lengths, glance_targets=local)
+            # with the glancing sampler, CE scores only the positions not revealed
+            scored = local if "glanced" not in out else local.masked_fill(out["glanced"],
+                                                                          IGNORE)
+            ce = F.cross_entropy(out["logits"].transpose(1, 2), scored, ignore_index=IGNORE)
             mae = quantity_loss(out["alphas"], lengths)
             a = self.config.loss_a
             parts = {"loss": (1 - a) * ce + a * mae, "ce": ce, "mae": mae,
                      "nll": ce.new_zeros(())}
-            out["token_ids"] = self.vocab_ids[out["logits"].argmax(-1)]
+            free = out.get("free_ids", out["logits"].argmax(-1))  # accuracy of the plain pass
+            out["token_ids"] = self.vocab_ids[free]
+            if "glanced" in out:
+                parts["glanced"] = out["glanced"].sum() / lengths.sum().clamp(min=1)
         else:
             out = self(states, state_mask, lengths)
             with torch.no_grad():
