@@ -138,7 +138,8 @@ def test_restricted_vocabulary(text: TextEncoder, batch: dict, tmp_path: Path) -
     {"align_weight": 0.5, "alignment": {"similarity": "wasserstein", "layers": [[0, 3], [1, 6]],
                                         "iters": 10}},
     {"vq": False},
-], ids=["align-cosine", "align-wasserstein-all", "no-vq"])
+    {"ctc_weight": 0.3},
+], ids=["align-cosine", "align-wasserstein-all", "no-vq", "ctc"])
 def test_variants_train(text: TextEncoder, batch: dict, variant: dict) -> None:
     """The alignment loss between CIF/decoder states and the text encoder's states, and
     the ablation without the VQ adaptor, train (their losses fall) and reach the
@@ -147,15 +148,16 @@ def test_variants_train(text: TextEncoder, batch: dict, variant: dict) -> None:
     torch.manual_seed(0)
     model = ClsrModel(config, text).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    key = "align" if "align_weight" in variant else "nll"
+    key = "align" if "align_weight" in variant else "ctc" if "ctc_weight" in variant else "nll"
     seen = []
     for _ in range(25):
         parts = model.training_loss(**batch, contrastive=True)
         seen.append(float(parts[key].detach()))
         opt.zero_grad()
         parts["loss"].backward()
-        if model.align_proj is not None:
-            assert model.align_proj.weight.grad is not None
+        for added in (model.align_proj, model.ctc_blank):
+            if added is not None:
+                assert added.weight.grad is not None
         opt.step()
     assert min(seen[-5:]) < seen[0]
 
@@ -190,3 +192,23 @@ def test_glancing_sampler_trains_and_leaves_inference_alone(text: TextEncoder,
         b = plain(batch["states"], batch["state_mask"])
     assert torch.equal(a["token_ids"], b["token_ids"])
     torch.testing.assert_close(a["speech_emb"], b["speech_emb"])
+
+
+def test_ctc_loss_of_a_padded_batch_is_the_mean_of_its_rows(text: TextEncoder,
+                                                            batch: dict) -> None:
+    """Padding (of states and of targets) changes nothing: each row scored alone gives
+    the same loss."""
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), "ctc_weight": 0.3})
+    torch.manual_seed(0)
+    model = ClsrModel(config, text).eval()
+    targets = batch["targets"]
+    local = torch.where(targets == IGNORE, targets, model.to_local[targets.clamp(min=0)])
+    with torch.no_grad():
+        h, m = model._project(batch["states"], batch["state_mask"])
+        both = model.ctc_loss(h, m, local)
+        rows = []
+        for i in range(len(h)):
+            s, n = int(m[i].sum()), int((local[i] != IGNORE).sum())
+            rows.append(model.ctc_loss(h[i:i + 1, :s], m[i:i + 1, :s], local[i:i + 1, :n]))
+    torch.testing.assert_close(both, torch.stack(rows).mean())
+    assert torch.isfinite(both) and both > 0

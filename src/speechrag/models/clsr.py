@@ -63,6 +63,10 @@ class ClsrConfig:
     # floor(ratio x errors) target tokens to a second decoder pass. 0 turns it off;
     # Paraformer uses 0.75. Stage 2 and inference decode in one plain pass.
     glancing_ratio: float = 0.0
+    # CTC on the projected encoder states (before CIF), through the decoder's tied output
+    # layer plus a blank: supervises which states carry which token, the alignment CIF
+    # has to find on its own (the feasibility probe's main lever). 0 turns it off.
+    ctc_weight: float = 0.0
     # Output vocabulary: the text tokenizer's tokens seen at least this often in the
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
@@ -123,6 +127,7 @@ class ClsrModel(FrozenTextModel):
         self.align_proj = nn.Linear(d, text.dim) if config.align_weight > 0 else None
         # target tokens shown by the glancing sampler: word embedding (E) -> decoder width
         self.glance_proj = nn.Linear(text.dim, d) if config.glancing_ratio > 0 else None
+        self.ctc_blank = nn.Linear(d, 1) if config.ctc_weight > 0 else None  # blank logit
         self.register_buffer("time_table", _sinusoids(4096, d) if config.time_encoding
                              else torch.zeros(1, d), persistent=False)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
@@ -174,7 +179,21 @@ class ClsrModel(FrozenTextModel):
             extra = {"glanced": glanced, "free_ids": free}
         hidden = self.decoder.hidden(inputs, n_tokens, h, state_mask)
         return {"logits": self.decoder.output_from_hidden(hidden), "n_tokens": n_tokens,
-                "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden, **extra}
+                "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden,
+                "states": h, "state_mask": state_mask, **extra}
+
+    def ctc_loss(self, states: torch.Tensor, state_mask: torch.Tensor, local: torch.Tensor
+                 ) -> torch.Tensor:
+        """CTC of the projected states (B, S', D), mask (B, S'), against the local target
+        ids (B, N) (IGNORE on padding); class 0 is the blank, token i is class i + 1.
+        Mean over the batch of the per-utterance loss divided by its target length."""
+        assert self.ctc_blank is not None
+        logits = torch.cat([self.ctc_blank(states), self.decoder.output(states)], dim=-1)
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (S', B, 1 + V')
+        real = local != IGNORE
+        return F.ctc_loss(log_probs, (local + 1).masked_fill(~real, 0),
+                          state_mask.sum(1), real.sum(1), blank=0, reduction="mean",
+                          zero_infinity=True)
 
     def forward(self, states: torch.Tensor, state_mask: torch.Tensor,
                 target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -232,6 +251,9 @@ class ClsrModel(FrozenTextModel):
             parts["cif_ce"] = F.cross_entropy(cif_logits.transpose(1, 2), local,
                                               ignore_index=IGNORE)
             parts["loss"] = parts["loss"] + self.config.cif_ce_weight * parts["cif_ce"]
+        if self.ctc_blank is not None:
+            parts["ctc"] = self.ctc_loss(out["states"], out["state_mask"], local)
+            parts["loss"] = parts["loss"] + self.config.ctc_weight * parts["ctc"]
         if self.align_proj is not None:
             with torch.no_grad():
                 text_layers, text_mask = self.text.hidden_states(targets, lengths)
