@@ -57,10 +57,19 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
     assert log2[-1]["step"] == 2 and log2[-1]["stage"] == 2 and log2[-1]["nll"] > 0
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**CONFIG, "model": {**CONFIG["model"], "d_hidden": 32}}))
-    with pytest.raises(ValueError, match="model config"):
+    with pytest.raises(ValueError, match="weights do not fit this run's model config"):
         main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(other),
               "--out", str(tmp_path / "run3"), "--features", str(features), "--init",
               str(model), "--quiet"])
+    # an option that leaves every weight in place may change; the log says what did
+    other.write_text(json.dumps({**json.loads(stage2.read_text()),
+                                 "model": {**CONFIG["model"], "nce_temperature": 0.1}}))
+    main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(other),
+          "--out", str(tmp_path / "run4"), "--features", str(features), "--init", str(model),
+          "--quiet"])
+    log4 = [json.loads(line) for line in (tmp_path / "run4/log.jsonl").read_text().splitlines()]
+    assert log4[0]["init_changes"] == {"nce_temperature": [0.05, 0.1]}
+    assert SealModel.load(tmp_path / "run4/model.pt").config.nce_temperature == 0.1
 
 
 def test_spoken_queries_are_trained_and_validated(spoken_corpus: Path, tmp_path: Path,

@@ -160,6 +160,15 @@ def _describe(row: dict) -> str:
     return " ".join(parts)
 
 
+def init_changes(old: Any, new: Any) -> dict[str, list[Any]]:
+    """Top-level model-config fields that differ between an --init checkpoint and this
+    run -> {field: [old, new]}. A run may add parts (the glancing sampler, a CTC head:
+    new weights start fresh) or change how trained parts are used (the VQ ablation in
+    stage 2), as long as every saved weight fits; the log records what changed."""
+    a, b = old.to_dict(), new.to_dict()
+    return {k: [a[k], b[k]] for k in b if a.get(k) != b[k]}
+
+
 def run(arch: Arch, argv: list[str] | None = None) -> Path:
     """Train (or resume) and return the path of the shippable ``model.pt``."""
     ap = argparse.ArgumentParser(prog=f"speechrag train --arch {arch.name}",
@@ -172,8 +181,9 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     ap.add_argument("--features", type=Path,
                     help="cache of Whisper states (default OUT/features); runs may share one")
     ap.add_argument("--init", type=Path,
-                    help="start from this model.pt's trained weights (same model config; "
-                         "new optimizer and schedule), e.g. stage 2 after a stage-1 run")
+                    help="start from this model.pt's trained weights (new optimizer and "
+                         "schedule), e.g. stage 2 after a stage-1 run; the model config may "
+                         "add parts or switch options as long as every saved weight fits")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(args.config.read_text()) if args.config else {},
@@ -208,15 +218,24 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     last = out / "last.pt"
     if args.init is not None and not last.exists():
         init = torch.load(args.init, map_location=device, weights_only=True)
-        if (init.get("arch", "clsr") != arch.name
-                or arch.config_cls.from_dict(init["config"]) != config.model):
-            raise ValueError(f"{args.init}: not a {arch.name} checkpoint with this run's "
-                             "model config")
-        missing, unexpected = model.load_state_dict(init["state"], strict=False)
+        if init.get("arch", "clsr") != arch.name:
+            raise ValueError(f"{args.init}: not a {arch.name} checkpoint")
+        changes = init_changes(arch.config_cls.from_dict(init["config"]), config.model)
+        frozen = {"whisper", "text_encoder", "d_encoder"} & set(changes)
+        if frozen:
+            raise ValueError(f"{args.init}: trained on another model config "
+                             f"({', '.join(sorted(frozen))} differ)")
+        try:
+            missing, unexpected = model.load_state_dict(init["state"], strict=False)
+        except RuntimeError as err:  # a tensor of another shape
+            raise ValueError(f"{args.init}: weights do not fit this run's model config "
+                             f"({str(err).splitlines()[-1].strip()})") from err
         if unexpected or any(k in init["state"] for k in missing):
-            raise ValueError(f"{args.init}: weights do not fit the model")
-        log = [{"step": 0, "init": str(args.init), "init_step": init.get("step")}]
-        say(f"initialized from {args.init} (its step {init.get('step')})")
+            raise ValueError(f"{args.init}: weights do not fit this run's model config")
+        log = [{"step": 0, "init": str(args.init), "init_step": init.get("step"),
+                **({"init_changes": changes} if changes else {})}]
+        say(f"initialized from {args.init} (its step {init.get('step')})"
+            + (f"; model config changes: {changes}" if changes else ""))
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = TrainConfig.from_dict(state["train_config"], arch.config_cls)  # new defaults
