@@ -87,6 +87,30 @@ def test_resume_gives_the_same_weights(train_corpus, config_file, tmp_path, stra
     assert after == sorted(after)
 
 
+def test_init_from_a_run_with_the_levers_and_without_vq(train_corpus, straight,
+                                                       tmp_path) -> None:
+    """A stage-1 checkpoint seeds a run that adds the glancing sampler and a CTC head
+    (fresh weights) and drops VQ (the ablation); the log names the changes and the
+    saved model carries them."""
+    from speechrag.models.clsr import ClsrModel
+
+    levers = {"glancing_ratio": 0.75, "ctc_weight": 0.3, "vq": False}
+    config = tmp_path / "levers.json"
+    config.write_text(json.dumps({**CONFIG, "model": {**CONFIG["model"], **levers},
+                                  "stage1_steps": 2, "stage2_steps": 2, "eval_every": 2}))
+    out = tmp_path / "levers"
+    model = main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config),
+                  "--out", str(out), "--init", str(straight[1]), "--quiet"])
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["init_changes"] == {"glancing_ratio": [0.0, 0.75], "ctc_weight": [0.0, 0.3],
+                                      "vq": [True, False]}
+    stage1 = [r for r in log if r.get("stage") == 1]
+    assert stage1 and all(r["ctc"] > 0 and 0 <= r["glanced"] <= 0.75 for r in stage1)
+    loaded = ClsrModel.load(model)
+    assert not loaded.config.vq and loaded.ctc_blank is not None
+    assert loaded.glance_proj is not None
+
+
 def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_corpus) -> None:
     with pytest.raises(ValueError, match="train-split corpora only"):
         main(["--arch", "clsr", "--corpus", str(tiny_corpus.root), "--config", str(config_file),
