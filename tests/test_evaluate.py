@@ -114,3 +114,24 @@ def test_spoken_queries_over_text_documents(tiny_retriever, tmp_path) -> None:
 
     assert report_name(report) == "cascade-tiny-spoken" and report_name(written) == "cascade-tiny"
     eval_table(report)
+
+
+def test_a_stale_cached_index_is_rebuilt(tiny_corpus, tmp_path) -> None:
+    """The evaluator's index made by another checkpoint under the same model name (a
+    retrained shipped model), or cut another way, is indexed afresh with a warning,
+    instead of failing or scoring the wrong model."""
+    seg = SegmenterConfig(window_s=40, hop_s=20)
+    first = evaluate(tiny_corpus, GOLD_TEXT, tmp_path, segmenter=seg)
+    config_file = next(tmp_path.glob("index-*/index.json"))
+    stored = json.loads(config_file.read_text())
+    built_with = stored["model"]["text_encoder"]
+    stored["model"]["text_encoder"] = "all-mpnet-base-v2"  # as if another model built it
+    config_file.write_text(json.dumps(stored))
+    with pytest.warns(UserWarning, match="stale evaluation index.*indexing afresh"):
+        again = evaluate(tiny_corpus, GOLD_TEXT, tmp_path, segmenter=seg)
+    assert again["retrieval"] == first["retrieval"]
+    assert json.loads(config_file.read_text())["model"]["text_encoder"] == built_with
+    with pytest.warns(UserWarning, match="cut with"):
+        other = evaluate(tiny_corpus, GOLD_TEXT, tmp_path,
+                         segmenter=SegmenterConfig(window_s=30, hop_s=15))
+    assert other["retrieval"]["overall"]["n"] == first["retrieval"]["overall"]["n"]

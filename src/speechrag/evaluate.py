@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from speechrag.corpus.build import Corpus
-from speechrag.index import Index
+from speechrag.index import CONFIG_FILE, Index, IndexConfigError
 from speechrag.metrics import first_correct_rank, percentile, retrieval_summary, wer
 from speechrag.retrievers import (
     GoldTextRetriever,
@@ -96,10 +98,30 @@ def transcript_wer(index: Index, corpus: Corpus) -> float | None:
     return wer(refs, hyps)
 
 
+def _drop_stale(index_dir: Path, retriever: Retriever, segmenter: SegmenterConfig) -> None:
+    """The evaluator's own cached index, made by another checkpoint under the same name
+    (a release ships a retrained ``seal``) or cut another way, is deleted with a warning:
+    it is a cache of this evaluation, and reusing it would score the wrong model."""
+    if not (index_dir / CONFIG_FILE).exists():
+        return
+    try:
+        old = Index.open(index_dir)
+        old.check_model(spec_of(retriever))
+        if old.config.segmenter == segmenter.to_dict():
+            return
+        why = f"cut with {old.config.segmenter}"
+    except (IndexConfigError, ValueError) as err:  # ValueError: a spec this version lacks
+        why = str(err).split("; ")[0]
+    warnings.warn(f"{index_dir}: stale evaluation index ({why}); indexing afresh",
+                  stacklevel=3)
+    shutil.rmtree(index_dir)
+
+
 def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
                 segmenter: SegmenterConfig,
                 on_progress: Callable[[str, float], None] | None = None) -> tuple[Index, dict]:
     """Index the corpus audio (resuming a partial index) and return cumulative timing."""
+    _drop_stale(index_dir, retriever, segmenter)
     index = Index.create(index_dir, retriever, segmenter)
     timing_file = index_dir / TIMING_FILE
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else \
@@ -119,6 +141,7 @@ def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
 def build_document_index(corpus: Corpus, retriever: Retriever, index_dir: Path
                          ) -> tuple[Index, dict]:
     """Index a "queries" corpus's passages as text documents; timing as for audio."""
+    _drop_stale(index_dir, retriever, SegmenterConfig())
     index = Index.create(index_dir, retriever, SegmenterConfig())
     report = index.add_texts([(d["id"], d["text"]) for d in corpus.documents], retriever)
     timing_file = index_dir / TIMING_FILE
