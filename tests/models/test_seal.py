@@ -137,3 +137,33 @@ def test_shipped_checkpoint_answers_a_spoken_question(tmp_path: Path) -> None:
     question = speak("which wooden instrument is played with a bow", tmp_path / "q.wav")
     assert speechrag.search_audio(tmp_path / "ix", question, k=1)[0].source == "violin"
     assert speechrag.search(tmp_path / "ix", "hot lava and ash", k=1)[0].source == "volcano"
+
+
+def test_attention_pool_starts_as_the_mean_and_learns_weights(text: TextEncoder,
+                                                              batch: dict) -> None:
+    """Zero scores pool exactly like the mean (so a mean-pooling checkpoint seeds it
+    unchanged); padding gets no weight; stage-2 training moves the scores."""
+    mean = SealModel(SMALL, text).eval()
+    attn = SealModel(SealConfig(**{**SMALL.__dict__, "pool": "attention"}), text).eval()
+    attn.load_state_dict(mean.state_dict(), strict=False)
+    with torch.no_grad():
+        a = mean(batch["states"], batch["state_mask"])["speech_emb"]
+        b = attn(batch["states"], batch["state_mask"])["speech_emb"]
+        torch.testing.assert_close(a, b)
+        x = torch.randn(2, 5, text.dim)
+        attn.pool_score.weight.normal_()
+        m = torch.tensor([[True] * 5, [True, True, False, False, False]])
+        pooled = attn.pool(x, m)
+        x[1, 2:] = 1e4  # padding changes: the pool must not
+        torch.testing.assert_close(attn.pool(x, m), pooled)
+    torch.manual_seed(0)
+    model = SealModel(SealConfig(**{**SMALL.__dict__, "pool": "attention"}), text).train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(3):
+        parts = model.training_loss(**batch, contrastive=True)
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+    assert model.pool_score.weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="pool must be"):
+        SealConfig.from_dict({"pool": "max"})

@@ -9,7 +9,7 @@ embedding of its own transcript, stage 2 fine-tunes for retrieval with InfoNCE
     speech: Whisper states (B, S, D_enc)             frozen, cached on disk in training
       -> conv1d, stride k, GELU -> (B, S/k, E)       trained   (speech layer 0)
       -> 2-layer MLP, residual -> (B, S/k, E)        trained   (speech layer 1)
-      -> masked mean pool -> shared projection -> unit norm (B, E)
+      -> masked mean pool (or attention pool) -> shared projection -> unit norm (B, E)
     text:   tokens -> frozen sentence encoder -> its pooled embedding (B, E)
       -> shared projection -> unit norm (B, E)
 
@@ -52,6 +52,10 @@ class SealConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     align_weight: float = 1.0  # weight of the alignment loss in stage 2
     nce_temperature: float = 0.05  # retrieval InfoNCE (stage 2)
+    # "mean" pools a window's states evenly; "attention" learns a score per state and
+    # pools by its softmax (scores start at zero: exactly the mean, so a run may start
+    # from a mean-pooling checkpoint and lose nothing).
+    pool: str = "mean"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +67,11 @@ class SealConfig:
         if isinstance(values.get("alignment"), dict):
             values["alignment"] = strict_config(AlignmentConfig, values["alignment"],
                                                 "SEAL alignment config")
-        return strict_config(cls, values, "SEAL config")
+        config = strict_config(cls, values, "SEAL config")
+        if config.pool not in ("mean", "attention"):
+            raise ValueError(f"SEAL config: pool must be 'mean' or 'attention', not "
+                             f"{config.pool!r}")
+        return config
 
 
 class SpeechAdaptor(nn.Module):
@@ -99,11 +107,15 @@ class SealModel(FrozenTextModel):
         self.adaptor = SpeechAdaptor(config.d_encoder, e, config.downsample, config.d_hidden,
                                      config.dropout)
         self.projection = nn.Linear(e, e)
+        self.pool_score = nn.Linear(e, 1) if config.pool == "attention" else None
         self._text_cache: dict[tuple[int, ...], list[torch.Tensor]] = {}
         self._query_cache: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
             self.projection.weight.copy_(torch.eye(e))
             self.projection.bias.zero_()
+            if self.pool_score is not None:
+                self.pool_score.weight.zero_()
+                self.pool_score.bias.zero_()
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """(B, E) pooled speech or text-encoder embedding -> (B, E) shared space, unit norm."""
@@ -113,8 +125,17 @@ class SealModel(FrozenTextModel):
         """states (B, S, D_enc), state_mask (B, S) -> speech_emb (B, E) unit norm, and the
         adaptor's per-layer states and mask (for the alignment loss)."""
         layers, mask = self.adaptor(states, state_mask)
-        return {"speech_emb": self.project(mean_pool(layers[-1], mask)), "layers": layers,
+        return {"speech_emb": self.project(self.pool(layers[-1], mask)), "layers": layers,
                 "mask": mask}
+
+    def pool(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, S', E) adaptor states, mask (B, S') -> (B, E): the masked mean, or with
+        ``pool="attention"`` the softmax(score)-weighted sum over real states."""
+        if self.pool_score is None:
+            return mean_pool(x, mask)
+        score = self.pool_score(x).squeeze(-1).float().masked_fill(~mask, float("-inf"))
+        weight = torch.softmax(score, dim=1).nan_to_num(0.0)  # a row with no state: zeros
+        return (weight.to(x.dtype)[..., None] * x).sum(1)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """texts -> (N, E) in the shared space, unit norm."""
