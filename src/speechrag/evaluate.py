@@ -98,31 +98,27 @@ def transcript_wer(index: Index, corpus: Corpus) -> float | None:
     return wer(refs, hyps)
 
 
-def _drop_stale(index_dir: Path, retriever: Retriever, segmenter: SegmenterConfig) -> None:
-    """The evaluator's own cached index, made by another checkpoint under the same name
-    (a release ships a retrained ``seal``) or cut another way, is deleted with a warning:
-    it is a cache of this evaluation, and reusing it would score the wrong model."""
-    if not (index_dir / CONFIG_FILE).exists():
-        return
+def _open_fresh(index_dir: Path, retriever: Retriever, segmenter: SegmenterConfig) -> Index:
+    """Index.create, except that the evaluator's own cached index made by another
+    checkpoint under the same name (a release ships a retrained ``seal``) or cut another
+    way is deleted with a warning and started afresh: it is a cache of this evaluation,
+    and reusing it would score the wrong model."""
     try:
-        old = Index.open(index_dir)
-        old.check_model(spec_of(retriever))
-        if old.config.segmenter == segmenter.to_dict():
-            return
-        why = f"cut with {old.config.segmenter}"
+        return Index.create(index_dir, retriever, segmenter)
     except (IndexConfigError, ValueError) as err:  # ValueError: a spec this version lacks
-        why = str(err).split("; ")[0]
-    warnings.warn(f"{index_dir}: stale evaluation index ({why}); indexing afresh",
-                  stacklevel=3)
+        if not (index_dir / CONFIG_FILE).exists():
+            raise  # not an index this evaluator made: leave it alone
+        warnings.warn(f"{index_dir}: stale evaluation index ({str(err).split('; ')[0]}); "
+                      "indexing afresh", stacklevel=3)
     shutil.rmtree(index_dir)
+    return Index.create(index_dir, retriever, segmenter)
 
 
 def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
                 segmenter: SegmenterConfig,
                 on_progress: Callable[[str, float], None] | None = None) -> tuple[Index, dict]:
     """Index the corpus audio (resuming a partial index) and return cumulative timing."""
-    _drop_stale(index_dir, retriever, segmenter)
-    index = Index.create(index_dir, retriever, segmenter)
+    index = _open_fresh(index_dir, retriever, segmenter)
     timing_file = index_dir / TIMING_FILE
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else \
         {"wall_s": 0.0, "audio_s": 0.0, "n_segments": 0}
@@ -141,8 +137,7 @@ def build_index(corpus: Corpus, retriever: Retriever, index_dir: Path,
 def build_document_index(corpus: Corpus, retriever: Retriever, index_dir: Path
                          ) -> tuple[Index, dict]:
     """Index a "queries" corpus's passages as text documents; timing as for audio."""
-    _drop_stale(index_dir, retriever, SegmenterConfig())
-    index = Index.create(index_dir, retriever, SegmenterConfig())
+    index = _open_fresh(index_dir, retriever, SegmenterConfig())
     report = index.add_texts([(d["id"], d["text"]) for d in corpus.documents], retriever)
     timing_file = index_dir / TIMING_FILE
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else \

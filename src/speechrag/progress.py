@@ -35,7 +35,8 @@ class PlainLogProgress(Progress):
         super().__init__(*columns, console=console, transient=False, disable=disable)
         self._plain = not disable and not console.is_terminal
         self._interval = interval
-        self._last: dict[TaskID, float] = {}
+        self._last: dict[TaskID, float] = {}  # when each task last printed a line
+        self._finished: set[TaskID] = set()  # tasks whose last line is printed
 
     def update(self, task_id: TaskID, **kwargs) -> None:  # type: ignore[override]
         super().update(task_id, **kwargs)
@@ -46,19 +47,17 @@ class PlainLogProgress(Progress):
         self._log(task_id)
 
     def _log(self, task_id: TaskID) -> None:
-        if not self._plain:
+        if not self._plain or task_id in self._finished:
             return
-        with self._lock:
-            task = self._tasks.get(task_id)
+        task = next((t for t in self.tasks if t.id == task_id), None)
         if task is None or task.total is None:
             return
         now = time.monotonic()
-        done = task.completed >= task.total
-        if not done and now - self._last.get(task_id, -float("inf")) < self._interval:
+        if task.finished:
+            self._finished.add(task_id)
+        elif now - self._last.get(task_id, -float("inf")) < self._interval:
             return
-        if done and self._last.get(task_id) == float("inf"):
-            return  # the finished line is printed once
-        self._last[task_id] = float("inf") if done else now
+        self._last[task_id] = now
         pct = 100 * task.completed / task.total if task.total else 100.0
         info = str(task.fields.get("info", "") or "")
         self.console.print(

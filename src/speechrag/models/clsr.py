@@ -235,7 +235,8 @@ class ClsrModel(FrozenTextModel):
             a = self.config.loss_a
             parts = {"loss": (1 - a) * ce + a * mae, "ce": ce, "mae": mae,
                      "nll": ce.new_zeros(())}
-            free = out.get("free_ids", out["logits"].argmax(-1))  # accuracy of the plain pass
+            # accuracy of the plain pass (the glancing sampler's first pass when it is on)
+            free = out["free_ids"] if "free_ids" in out else out["logits"].argmax(-1)
             out["token_ids"] = self.vocab_ids[free]
             if "glanced" in out:
                 parts["glanced"] = out["glanced"].sum() / lengths.sum().clamp(min=1)

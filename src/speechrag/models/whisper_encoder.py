@@ -15,6 +15,7 @@ encoder states (50 per second), D model width (384 tiny, 512 base).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -150,8 +151,6 @@ class WhisperEncoder(nn.Module):
         ``model.safetensors`` or ``pytorch_model.bin``), the format of the ``openai/whisper-*``
         repos. Read with safetensors / torch directly: loading transformers' whole
         WhisperForConditionalGeneration would build the decoder too, only to drop it."""
-        import json
-
         root = Path(model_dir)
         try:
             hf = json.loads((root / "config.json").read_text())
