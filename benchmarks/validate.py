@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.checkpoints:
         path = TRAINED_DIR / "seal.pt" if name == "seal" else Path(name)
         model = SealModel.load(path, text)
-        cache = cache_states(val, model.config.whisper, args.features)
+        cache = cache_states(val, model.config.whisper, args.features,
+                             trained_top=model.config.encoder_layers)
         r = score(model, val, cache, questions)
         print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
               f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "

@@ -73,7 +73,8 @@ class TrainedRetriever:
     def __init__(self, spec: CheckpointSpec) -> None:
         self.config = verified(spec)
         self.model = self.model_cls.load(self.config.checkpoint)
-        self.speech = SpeechStates(self.model.config.whisper)
+        self.speech = SpeechStates(self.model.config.whisper,
+                                   trained_top=self.model.config.encoder_layers)
         self.dim = self.model.text.dim
 
     def embed(self, states: torch.Tensor, mask: torch.Tensor

@@ -94,11 +94,13 @@ def autocast_dtype(name: str | None = None, device: str = "cpu") -> torch.dtype 
 
 
 def states_policy(whisper: str, dtype: str | None = None, piece_s: float = PIECE_S,
-                  device: str = "cpu") -> str:
-    """A name for how states are made (model, piece length, dtype), e.g.
-    ``whisper-base-piece20s-bf16``: training caches are kept apart by it."""
+                  device: str = "cpu", trained_top: int = 0) -> str:
+    """A name for how states are made (model, piece length, dtype, top blocks left to
+    the model), e.g. ``whisper-base-piece20s-bf16`` or ``...-bf16-skip-top2``: training
+    caches are kept apart by it."""
     name = "bf16" if autocast_dtype(dtype, device) is torch.bfloat16 else "fp32"
-    return f"{whisper}-piece{piece_s:g}s-{name}"
+    return f"{whisper}-piece{piece_s:g}s-{name}" + (f"-skip-top{trained_top}"
+                                                     if trained_top else "")
 
 
 def pad_states(states: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +119,17 @@ class SpeechStates:
 
     def __init__(self, whisper: str = "whisper-base", dtype: str | None = None,
                  piece_s: float = PIECE_S, cache_pieces: int = CACHE_PIECES,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", trained_top: int = 0) -> None:
         """device: where the encoder runs ("cpu", "cuda"); log-mel stays on the CPU and
-        states come back on the CPU."""
+        states come back on the CPU. ``trained_top`` > 0 leaves the encoder's last
+        blocks and final LayerNorm to a model that trains them
+        (:mod:`speechrag.models.encoder_top`): states are block n_layer - k's output."""
         self.device = torch.device(device)
         self.encoder = WhisperEncoder.load(whisper).to(self.device)
+        n = self.encoder.config.n_layer
+        if not 0 <= trained_top <= n:
+            raise ValueError(f"trained_top={trained_top}: {whisper} has {n} blocks")
+        self.n_blocks = n - trained_top
         self.mel = LogMel(self.encoder.config.n_mels)
         self.dtype = autocast_dtype(dtype, self.device.type)
         self.piece_s = piece_s
@@ -143,7 +151,8 @@ class SpeechStates:
             with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16,
                                 enabled=self.dtype is not None):
                 states = self.encoder(batch.transpose(1, 2).to(self.device),
-                                      n_frames=frames.to(self.device)).float().cpu()
+                                      n_frames=frames.to(self.device),
+                                      n_blocks=self.n_blocks).float().cpu()
             for k, j in enumerate(group):
                 out[j] = states[k, : (int(frames[k]) + FRAMES_PER_STATE - 1) // FRAMES_PER_STATE]
             self.encoded_s += sum(len(clips[j]) for j in group) / SAMPLE_RATE

@@ -5,9 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechrag import audio
 from speechrag.models.clsr import IGNORE, ClsrConfig, ClsrModel
 from speechrag.models.nar_decoder import NarDecoderConfig
+from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
+from speechrag.speech_states import pad_states
 from speechrag.text_encoder import TextEncoder
+
+from ..conftest import TOPICS
+from .conftest import pad_ids
 
 SMALL = ClsrConfig(whisper="whisper-tiny.en", d_encoder=384,
                    decoder=NarDecoderConfig(d_model=64, n_layer=2, n_head=2, d_ff=128,
@@ -212,3 +218,30 @@ def test_ctc_loss_of_a_padded_batch_is_the_mean_of_its_rows(text: TextEncoder,
             rows.append(model.ctc_loss(h[i:i + 1, :s], m[i:i + 1, :s], local[i:i + 1, :n]))
     torch.testing.assert_close(both, torch.stack(rows).mean())
     assert torch.isfinite(both) and both > 0
+
+
+def test_trained_top_encoder_block(text: TextEncoder, speech_dir: Path) -> None:
+    """With ``encoder_layers`` = 1 CLSR runs Whisper's last block itself on the states
+    below it: at the start it decodes exactly what the same weights do on the whole
+    encoder's states, and the stage-1 loss reaches the block."""
+    enc, mel = WhisperEncoder.load("whisper-tiny.en"), LogMel()
+    with torch.no_grad():
+        mels = [mel(audio.load(speech_dir / f"{k}.wav"))[None] for k in TOPICS]
+        whole = pad_states([enc(m)[0] for m in mels])
+        below = pad_states([enc(m, n_blocks=3)[0] for m in mels])
+    torch.manual_seed(0)
+    plain = ClsrModel(SMALL, text).eval()
+    top = ClsrModel(ClsrConfig.from_dict({**SMALL.to_dict(), "encoder_layers": 1}), text)
+    missing, unexpected = top.load_state_dict(plain.trained_state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("encoder_top.", "text_model.", "vq.word",
+                                                "decoder.word")) for k in missing)
+    top.eval()
+    with torch.no_grad():
+        a, b = plain(*whole), top(*below)
+    torch.testing.assert_close(b["speech_emb"], a["speech_emb"], atol=1e-4, rtol=1e-4)
+    assert torch.equal(b["token_ids"], a["token_ids"])
+    targets = pad_ids(text.token_ids(list(TOPICS.values())))
+    parts = top.train().training_loss(*below, targets=targets, query_ids=targets.clamp(min=0),
+                                      query_lengths=torch.tensor([5, 5, 5]), contrastive=False)
+    parts["loss"].backward()
+    assert top.encoder_top.blocks[0].qkv.weight.grad.abs().sum() > 0

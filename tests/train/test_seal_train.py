@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from speechrag import audio
 from speechrag.models.seal import SealModel
 from speechrag.train import main
 from speechrag.train import seal as trainer
+
+from ..conftest import TOPICS
 
 CONFIG = {
     "model": {"whisper": "whisper-tiny.en", "d_encoder": 384, "d_hidden": 64,
@@ -93,3 +97,57 @@ def test_spoken_queries_are_trained_and_validated(spoken_corpus: Path, tmp_path:
     assert best["score"] == pytest.approx(max(scores))
     err = capsys.readouterr().err  # the progress bar and the validation lines
     assert "training" in err and "4/4" in err and "step 4/4" in err
+
+
+def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Path,
+                                               speech_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encoder_layers`` = 1 on top of a frozen-encoder checkpoint: Whisper's last block
+    starts from its own weights (the model embeds audio as the checkpoint did), then
+    trains at ``encoder_lr_scale`` x the rate, ships in the checkpoint and runs at search
+    time on states cached below it."""
+    from speechrag.checkpoints import CheckpointSpec, file_sha256
+    from speechrag.models.whisper_encoder import WhisperEncoder
+    from speechrag.seal_retriever import SealRetriever
+
+    monkeypatch.setenv("SPEECHRAG_ENCODER_DTYPE", "float32")  # compare at fp32 precision
+    model_cfg = {**CONFIG["model"], "alignment": {}}
+    features = tmp_path / "features"
+
+    def train(name: str, init: Path | None = None, **values) -> Path:
+        config = tmp_path / f"{name}.json"
+        config.write_text(json.dumps({**CONFIG, "model": model_cfg, "stage1_steps": 0,
+                                      "stage2_steps": 2, "eval_every": 2, **values}))
+        return main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
+                     "--out", str(tmp_path / name), "--features", str(features), "--quiet",
+                     *(["--init", str(init)] if init else [])])
+
+    frozen = train("frozen")
+    top_cfg = {**model_cfg, "encoder_layers": 1}
+    start = train("start", frozen, model=top_cfg, lr=0.0)  # a step that changes nothing
+    trained = train("trained", frozen, model=top_cfg, encoder_lr_scale=0.5)
+    assert {p.name for p in features.iterdir()} == {"whisper-tiny.en-piece20s-fp32",
+                                                     "whisper-tiny.en-piece20s-fp32-skip-top1"}
+    log = [json.loads(line) for line in (tmp_path / "trained/log.jsonl").read_text()
+           .splitlines()]
+    assert log[0]["init_changes"] == {"encoder_layers": [0, 1]}
+    groups = torch.load(tmp_path / "trained/last.pt", weights_only=True)["optimizer"][
+        "param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.5]
+    assert groups[1]["lr"] == pytest.approx(0.5 * groups[0]["lr"]) and groups[1]["lr"] > 0
+
+    whisper_last = WhisperEncoder.load("whisper-tiny.en").blocks[3].qkv.weight
+    state = SealModel.load(trained).trained_state_dict()
+    assert "encoder_top.blocks.0.qkv.weight" in state
+    assert not torch.allclose(state["encoder_top.blocks.0.qkv.weight"], whisper_last)
+    assert torch.equal(SealModel.load(start).encoder_top.blocks[0].qkv.weight, whisper_last)
+
+    clips = [audio.load(speech_dir / f"{k}.wav") for k in TOPICS]
+
+    def embed(path: Path) -> np.ndarray:
+        return SealRetriever(CheckpointSpec(str(path), file_sha256(path))
+                             ).encode_query_audio(clips)
+
+    before, at_start, after = embed(frozen), embed(start), embed(trained)
+    np.testing.assert_allclose(at_start, before, atol=1e-4)
+    assert np.abs(after - before).max() > 1e-3

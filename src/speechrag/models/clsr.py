@@ -5,6 +5,7 @@ Question Answering (Hu et al., 2025), https://arxiv.org/abs/2511.09282
 (../shared/papers/000).
 
     Whisper encoder states (B, S, D_enc)            frozen, cached on disk in training
+      (-> Whisper's top k blocks + LayerNorm        trained, with encoder_layers = k)
       -> Linear to D                                 trained
       -> CIF (alphas, integrate-and-fire) (B, N, D)  trained
       -> NAR decoder -> logits (B, N, V)             trained; V = text tokenizer's vocabulary
@@ -29,6 +30,7 @@ from torch import nn
 from speechrag.alignment import AlignmentConfig, alignment_loss
 from speechrag.losses import ClsrLoss, quantity_loss
 from speechrag.models.cif import CifPredictor
+from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.models.glancing import glancing_mask
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
@@ -83,6 +85,9 @@ class ClsrConfig:
     loss_a: float = 1 / 3  # CIF quantity (MAE)
     loss_b: float = 1 / 3  # contrastive NLL
     nce_temperature: float = 0.05
+    # Whisper's last blocks trained with the model (0: the whole encoder frozen); they
+    # start from Whisper's weights (models/encoder_top.py)
+    encoder_layers: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,6 +135,8 @@ class ClsrModel(FrozenTextModel):
         self.ctc_blank = nn.Linear(d, 1) if config.ctc_weight > 0 else None  # blank logit
         self.register_buffer("time_table", _sinusoids(4096, d) if config.time_encoding
                              else torch.zeros(1, d), persistent=False)
+        self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers)
+                            if config.encoder_layers else None)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
 
     def _project(self, states: torch.Tensor, state_mask: torch.Tensor
@@ -163,7 +170,10 @@ class ClsrModel(FrozenTextModel):
 
         glance_targets (B, N) local target ids (IGNORE on padding), in training with the
         glancing sampler on: the logits are the second pass's; "glanced" (B, N) marks the
-        revealed positions and "free_ids" (B, N) holds the first, plain pass's argmax."""
+        revealed positions and "free_ids" (B, N) holds the first, plain pass's argmax.
+        With ``encoder_layers`` = k, states are Whisper's below its last k blocks."""
+        if self.encoder_top is not None:
+            states = self.encoder_top(states, state_mask)
         h, state_mask = self._project(states, state_mask)
         tokens, n_tokens, alphas = self.cif(self._timed(h, state_mask), state_mask,
                                             target_lengths)

@@ -7,6 +7,7 @@ embedding of its own transcript, stage 2 fine-tunes for retrieval with InfoNCE
 (in-batch negatives) multi-tasked with the alignment loss.
 
     speech: Whisper states (B, S, D_enc)             frozen, cached on disk in training
+      (-> Whisper's top k blocks + LayerNorm         trained, with encoder_layers = k)
       -> conv1d, stride k, GELU -> (B, S/k, E)       trained   (speech layer 0)
       -> 2-layer MLP, residual -> (B, S/k, E)        trained   (speech layer 1)
       -> masked mean pool (or attention pool) -> shared projection -> unit norm (B, E)
@@ -33,6 +34,7 @@ from torch import nn
 from speechrag.alignment import AlignmentConfig, alignment_loss, mean_pool
 from speechrag.losses import info_nce
 from speechrag.models.clsr import IGNORE
+from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.text_encoder import TextEncoder
 
@@ -56,6 +58,9 @@ class SealConfig:
     # pools by its softmax (scores start at zero: exactly the mean, so a run may start
     # from a mean-pooling checkpoint and lose nothing).
     pool: str = "mean"
+    # Whisper's last blocks trained with the model (0: the whole encoder frozen); they
+    # start from Whisper's weights (models/encoder_top.py)
+    encoder_layers: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +113,8 @@ class SealModel(FrozenTextModel):
                                      config.dropout)
         self.projection = nn.Linear(e, e)
         self.pool_score = nn.Linear(e, 1) if config.pool == "attention" else None
+        self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers)
+                            if config.encoder_layers else None)
         self._text_cache: dict[tuple[int, ...], list[torch.Tensor]] = {}
         self._query_cache: dict[tuple[int, ...], torch.Tensor] = {}
         with torch.no_grad():
@@ -123,7 +130,10 @@ class SealModel(FrozenTextModel):
 
     def forward(self, states: torch.Tensor, state_mask: torch.Tensor) -> dict[str, Any]:
         """states (B, S, D_enc), state_mask (B, S) -> speech_emb (B, E) unit norm, and the
-        adaptor's per-layer states and mask (for the alignment loss)."""
+        adaptor's per-layer states and mask (for the alignment loss). With
+        ``encoder_layers`` = k, states are Whisper's below its last k blocks."""
+        if self.encoder_top is not None:
+            states = self.encoder_top(states, state_mask)
         layers, mask = self.adaptor(states, state_mask)
         return {"speech_emb": self.project(self.pool(layers[-1], mask)), "layers": layers,
                 "mask": mask}

@@ -82,12 +82,15 @@ class WhisperEncoder(nn.Module):
         self.ln_post = nn.LayerNorm(d)
 
     def forward(self, mel: torch.Tensor, n_frames: torch.Tensor | None = None,
-                return_layers: bool = False) -> torch.Tensor | list[torch.Tensor]:
+                return_layers: bool = False, n_blocks: int | None = None
+                ) -> torch.Tensor | list[torch.Tensor]:
         """mel (B, F, T) with T <= 3000 -> states (B, S, D), S = ceil(T / 2).
 
         n_frames (B,): true frame counts when the batch is padded; padded states are
         masked out of attention. With ``return_layers`` the output of every block
         (before the final LayerNorm) is returned too, last one normed: a list of n_layer.
+        ``n_blocks`` < n_layer stops after that many blocks, before the final LayerNorm
+        (the input of a model's trained top blocks, :mod:`speechrag.models.encoder_top`).
         """
         if mel.shape[-1] > MAX_FRAMES:
             raise ValueError(f"{mel.shape[-1]} frames > {MAX_FRAMES}: longer audio goes through "
@@ -102,9 +105,12 @@ class WhisperEncoder(nn.Module):
             n_states = (n_frames + FRAMES_PER_STATE - 1) // FRAMES_PER_STATE
             key_padding = torch.arange(x.shape[1], device=x.device)[None] >= n_states[:, None]
         layers = []
-        for block in self.blocks:
+        n = self.config.n_layer if n_blocks is None else n_blocks
+        for block in self.blocks[:n]:
             x = block(x, key_padding)
             layers.append(x)
+        if n < self.config.n_layer:
+            return layers if return_layers else x
         x = self.ln_post(x)
         if return_layers:
             return [*layers[:-1], x]

@@ -120,7 +120,8 @@ def cap_validation(val: list[Utterance], max_passages: int) -> list[Utterance]:
 
 def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
                  on_progress: Callable[[int, int], None] | None = None,
-                 device: str | None = None, batch: int | None = None) -> Path:
+                 device: str | None = None, batch: int | None = None,
+                 trained_top: int = 0) -> Path:
     """Encode every utterance not yet cached, exactly as the retrievers will encode
     speech at search time (:class:`SpeechStates`: 20 s pieces, bf16 where native).
     Returns the directory used: ``cache/<policy>/<key>.pt``, states (S, D) fp16, so
@@ -129,17 +130,18 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
 
     On a GPU (``device``, default: CUDA when present) ``batch`` utterances (default
     ``GPU_UTTERANCES``) share padded forward passes; on the CPU they go one by one
-    unless ``batch`` says otherwise."""
+    unless ``batch`` says otherwise. ``trained_top`` > 0 caches the states below the
+    encoder's last blocks, which the model trains (``encoder_layers`` in its config)."""
     from speechrag.segment import Segment
     from speechrag.speech_states import SpeechStates, states_policy
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cache = cache / states_policy(whisper, device=device)
+    cache = cache / states_policy(whisper, device=device, trained_top=trained_top)
     cache.mkdir(parents=True, exist_ok=True)
     todo = [u for u in utterances if not (cache / f"{u.key}.pt").exists()]
     if not todo:
         return cache
-    speech = SpeechStates(whisper, device=device)
+    speech = SpeechStates(whisper, device=device, trained_top=trained_top)
     step = batch or (1 if device == "cpu" else GPU_UTTERANCES)
     done = 0
     for i in range(0, len(todo), step):

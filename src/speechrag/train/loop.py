@@ -53,6 +53,9 @@ class TrainConfig:
     stage2_steps: int = 2000
     batch_size: int = 16
     lr: float = 5e-4
+    # learning rate of Whisper's trained top blocks (model.encoder_layers > 0) as a
+    # fraction of ``lr``: pretrained weights take smaller steps than the new parts
+    encoder_lr_scale: float = 0.1
     warmup_steps: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -160,6 +163,19 @@ def _describe(row: dict) -> str:
     return " ".join(parts)
 
 
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters: Whisper's trained top blocks (``encoder_top.*``) at
+    ``encoder_lr_scale`` x the schedule's rate, everything else at the rate itself."""
+    top, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (top if name.startswith("encoder_top.") else rest).append(p)
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if top:
+        groups.append({"params": top, "lr_scale": config.encoder_lr_scale})
+    return groups
+
+
 def init_changes(old: Any, new: Any) -> dict[str, list[Any]]:
     """Top-level model-config fields that differ between an --init checkpoint and this
     run -> {field: [old, new]}. A run may add parts (the glancing sampler, a CTC head:
@@ -204,6 +220,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     with progress:
         caching = progress.add_task("encoding", total=None, info="")
         features = cache_states(train + val, config.model.whisper, features,
+                                trained_top=config.model.encoder_layers,
                                 on_progress=lambda i, n: progress.update(caching, completed=i,
                                                                          total=n))
         progress.remove_task(caching)
@@ -213,7 +230,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     text = TextEncoder(config.model.text_encoder)
     model = arch.build(config.model, text).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, config), lr=config.lr,
+                            weight_decay=config.weight_decay)
     step, log = 0, []
     last = out / "last.pt"
     if args.init is not None and not last.exists():
@@ -257,7 +275,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
         task = progress.add_task("training", total=total, completed=step, info="")
         while step < total:
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, config)
+                group["lr"] = lr_at(step, config) * group.get("lr_scale", 1.0)
             b = to_device(batches.batch(step), device)
             parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
             opt.zero_grad()
