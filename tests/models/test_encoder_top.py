@@ -65,3 +65,20 @@ def test_policies_and_bad_depths() -> None:
             EncoderTop("whisper-tiny.en", k)
     with pytest.raises(ValueError, match="4 blocks"):
         SpeechStates("whisper-tiny.en", trained_top=5)
+
+
+def test_search_time_dtype_follows_the_encoder(clips: list[np.ndarray]) -> None:
+    """At search time the top blocks run in the frozen encoder's dtype (bf16 where
+    native), close to fp32 and returned as fp32; training ignores it."""
+    below = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=2)
+    states, mask = below.clips(clips[:1])
+    top = EncoderTop("whisper-tiny.en", 2).eval()
+    with torch.no_grad():
+        exact = top(states, mask)
+        top.inference_dtype = torch.bfloat16
+        fast = top(states, mask)
+        top.train()
+        trained = top(states, mask)
+    assert fast.dtype == torch.float32 and not torch.equal(fast, exact)
+    assert float((fast - exact).norm() / exact.norm()) < 0.03
+    torch.testing.assert_close(trained, exact)

@@ -35,11 +35,18 @@ class EncoderTop(nn.Module):
             raise ValueError(f"encoder_layers={k}: {whisper} has {n} blocks; train 1 to {n}")
         self.blocks = nn.ModuleList(encoder.blocks[n - k:])
         self.ln_post = encoder.ln_post
+        # at search time, the dtype the frozen encoder runs in (bf16 where native: the
+        # retriever sets it); training always runs in fp32
+        self.inference_dtype: torch.dtype | None = None
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """states (B, S, D) after block n_layer - k, mask (B, S) True on real states ->
         (B, S, D) final encoder states (zero on padding)."""
-        x = states
-        for block in self.blocks:
-            x = block(x, ~mask)
-        return self.ln_post(x) * mask[..., None].to(x.dtype)
+        dtype = None if self.training else self.inference_dtype
+        with torch.autocast(states.device.type, dtype=dtype or torch.bfloat16,
+                            enabled=dtype is not None):
+            x = states
+            for block in self.blocks:
+                x = block(x, ~mask)
+            x = self.ln_post(x).float()
+        return x * mask[..., None].to(x.dtype)
