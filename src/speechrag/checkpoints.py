@@ -75,7 +75,7 @@ class TrainedRetriever:
         self.model = self.model_cls.load(self.config.checkpoint)
         self.speech = SpeechStates(self.model.config.whisper,
                                    trained_top=self.model.config.encoder_layers)
-        if getattr(self.model, "encoder_top", None) is not None:  # as the encoder below it
+        if self.model.encoder_top is not None:  # runs in the dtype of the encoder below it
             self.model.encoder_top.inference_dtype = self.speech.dtype
         self.dim = self.model.text.dim
 
