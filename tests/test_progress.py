@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import textwrap
 
 from rich.console import Console
 
@@ -42,3 +45,22 @@ def test_terminal_and_quiet_get_no_plain_lines() -> None:
             task = bar.add_task("indexing", total=2)
             bar.advance(task)
         assert "elapsed" not in out.getvalue()
+
+
+def test_training_app_imports_without_the_index() -> None:
+    """The training app and its progress bar run where lancedb is not installed (a lent
+    GPU machine gets only what training needs)."""
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "lancedb":
+                    raise ImportError("lancedb is not installed here")
+        sys.meta_path.insert(0, Block())
+        import speechrag.train.clsr, speechrag.train.seal
+        from speechrag.train.loop import _progress
+        _progress(quiet=True)
+        assert "lancedb" not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

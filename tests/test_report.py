@@ -2,15 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechrag.report import load_reports, mmss, plot_reports, write_report
-
-
-def test_mmss() -> None:
-    assert mmss(0) == "00:00"
-    assert mmss(65.4) == "01:05"
-    assert mmss(3599.6) == "1:00:00"
-    assert mmss(3725) == "1:02:05"
-    assert mmss(None) == "-"
+from speechrag.report import load_reports, plot_reports, write_report
 
 
 def _report(model: str, r1: float) -> dict:

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from speechrag.report import mmss
+from speechrag.timestamps import mmss
 
 LOG_INTERVAL_S = 30.0
 

@@ -13,19 +13,10 @@ from rich.text import Text
 
 from speechrag.evaluate import safe_name
 from speechrag.index import Hit
+from speechrag.timestamps import mmss
 
 REPORT_SUFFIX = ".report.json"
 CHART_FILE = "comparison.png"
-
-
-def mmss(seconds: float | None) -> str:
-    """Seconds -> 'mm:ss' ('h:mm:ss' past an hour); '-' when there is no time."""
-    if seconds is None:
-        return "-"
-    total = int(round(seconds))
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
