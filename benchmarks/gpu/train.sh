@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU machine (the workplace's `device` tool), after benchmarks/gpu/prep.py: train several
-# runs side by side on the one GPU until SECONDS seconds have passed, then copy each run's
-# log, curves and checkpoints (not last.pt, which holds the optimizer) to $OUT/NAME/.
+# runs side by side on the one GPU until SECONDS seconds have passed, then leave in $OUT
+# what the device tool brings back (at most 8 files, 16 MiB each, 64 MiB together):
+# logs.tar (each run's log.jsonl, curves.png and output) and each run's last evaluated model.pt as
+# NAME.model.pt, in 15 MiB pieces NAME.model.pt.part-aa ... when larger (`cat` them here).
 # A run killed by the deadline keeps its last evaluated model.pt; the same call again on
 # the same warm machine resumes it from last.pt. The 16 cores are split between the runs
 # (OMP_NUM_THREADS): on 2026-11-23 two caching processes with 16 threads each ran about
@@ -18,13 +20,24 @@ for spec in "$@"; do
   IFS=: read -r arch name config init <<< "$spec"
   args="'--corpus', '$corpus', '--config', '$config', '--out', '$R/$name', '--features', '$F', '--quiet'"
   [ -n "${init:-}" ] && args="$args, '--init', '$init'"
+  mkdir -p $R/$name
   timeout $((deadline - SECONDS)) python3 -c \
-    "from speechrag.train.$arch import main; main([$args])" > $O/$name.out 2>&1 &
+    "from speechrag.train.$arch import main; main([$args])" > $R/$name/train.out 2>&1 &
 done
 wait
+names=()
 for spec in "$@"; do
   IFS=: read -r arch name config init <<< "$spec"
-  mkdir -p $O/$name
-  cp $R/$name/log.jsonl $R/$name/curves.png $R/$name/model.pt $R/$name/best.pt $O/$name/ 2>/dev/null
-  echo "$name: $(wc -l < $R/$name/log.jsonl 2>/dev/null) log rows; $(tail -c 600 $O/$name.out)"
+  names+=("$name")
+  echo "$name: $(wc -l < $R/$name/log.jsonl 2>/dev/null) log rows; $(tail -c 600 $R/$name/train.out)"
+  m=$R/$name/model.pt
+  [ -f $m ] || continue
+  if [ $(stat -c %s $m) -gt $((15 * 1024 * 1024)) ]; then
+    split -b 15M $m $O/$name.model.pt.part-
+  else
+    cp $m $O/$name.model.pt
+  fi
 done
+tar -C $R -cf $O/logs.tar $(cd $R && for n in "${names[@]}"; do
+  ls -d $n/log.jsonl $n/curves.png $n/train.out 2>/dev/null; done)
+ls -la $O
