@@ -25,3 +25,13 @@ def spoken_corpus(train_corpus: Path, tmp_path_factory) -> Path:
     shutil.copytree(train_corpus, root)
     speak_queries(root)  # a train corpus: its training voices
     return root
+
+
+@pytest.fixture(scope="package")
+def second_rendition(tmp_path_factory) -> Path:
+    """The same 8 train passages (same seed) spoken again in other training voices: the
+    same file names as ``train_corpus``, other audio."""
+    root = tmp_path_factory.mktemp("rendition-1")
+    build_corpus(CorpusConfig(split="train", passages=8, layout="passages",
+                              voices=("flite:awb", "flite:rms")), root)
+    return root

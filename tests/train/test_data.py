@@ -17,6 +17,7 @@ from speechrag.train.data import (
     cache_states,
     cap_validation,
     held_out,
+    training_corpora,
     training_utterances,
 )
 
@@ -135,3 +136,34 @@ def test_states_cached_in_shared_passes_equal_one_by_one(spoken_corpus: Path,
         b = torch.load(shared / f"{u.key}.pt", weights_only=True).float()
         assert a.shape == b.shape and a.shape[0] == pytest.approx(50 * (u.end - u.start), abs=2)
         assert torch.allclose(a, b, atol=2e-2), float((a - b).abs().max())
+
+
+def test_renditions_of_one_split_train_together(train_corpus: Path, second_rendition: Path,
+                                                tmp_path: Path) -> None:
+    """A second rendition (other voices) of the same passages never shares a cached state
+    with the first; every rendition holds out the same passages; validation is the first
+    corpus's alone; a corpus given twice, or two builds of one seed, are refused."""
+    first, second = load_corpus(train_corpus), load_corpus(second_rendition)
+    assert {m["passage_id"] for m in first.manifest} == {m["passage_id"] for m in second.manifest}
+    a, b = training_utterances(first), training_utterances(second)
+    assert {Path(u.audio).name for u in a} == {Path(u.audio).name for u in b}  # same names
+    assert not {u.key for u in a} & {u.key for u in b}
+    voices = {u.passage_id: u.voice for u in a}
+    assert all(voices[u.passage_id] != u.voice for u in b)
+
+    train, val, questions = training_corpora([first, second], val_fraction=0.3)
+    held = {u.passage_id for u in val}
+    assert held and not held & {u.passage_id for u in train}
+    assert {u.audio for u in val} <= {u.audio for u in a}  # the first corpus's alone
+    assert len(train) == len(a) + len(b) - 2 * len(val)
+    assert set(questions) == {m["passage_id"] for m in first.manifest}
+    for pid, asked in questions.items():
+        assert asked == [q["text"] for q in first.queries if q["passage_id"] == pid]
+    assert training_corpora([first], 0.3)[:2] == held_out(a, 0.3)
+
+    with pytest.raises(ValueError, match="given twice"):
+        training_corpora([first, first], 0.3)
+    copy = tmp_path / "copy"
+    shutil.copytree(train_corpus, copy)
+    with pytest.raises(ValueError, match="needs other --voices or --seed"):
+        training_corpora([first, load_corpus(copy)], 0.3)

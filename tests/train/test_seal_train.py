@@ -151,3 +151,27 @@ def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Pat
     before, at_start, after = embed(frozen), embed(start), embed(trained)
     np.testing.assert_allclose(at_start, before, atol=1e-4)
     assert np.abs(after - before).max() > 1e-3
+
+
+def test_trains_on_two_renditions(train_corpus: Path, second_rendition: Path,
+                                  tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--corpus twice: both renditions are cached and trained on; validation is the first
+    corpus's held-out passages, as in a run on it alone."""
+    config = tmp_path / "seal.json"
+    config.write_text(json.dumps({**CONFIG, "stage1_steps": 2, "stage2_steps": 2,
+                                  "eval_every": 2}))
+    features, out = tmp_path / "features", tmp_path / "run"
+    main(["--arch", "seal", "--corpus", str(train_corpus), "--corpus", str(second_rendition),
+          "--config", str(config), "--out", str(out), "--features", str(features)])
+    said = capsys.readouterr()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    n_val = log[-1]["val_n"]
+    # the second rendition of a held-out passage is neither trained on nor encoded
+    assert len(list(features.glob("*/*.pt"))) == 16 - n_val
+    alone = tmp_path / "alone"
+    main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
+          "--out", str(alone), "--features", str(features), "--quiet"])
+    log_alone = [json.loads(line) for line in (alone / "log.jsonl").read_text().splitlines()]
+    assert [r["val_n"] for r in log if "val_n" in r] == [r["val_n"] for r in log_alone
+                                                         if "val_n" in r]
+    assert f"{16 - 2 * n_val} training and {n_val} validation utterances" in said.out + said.err

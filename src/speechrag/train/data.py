@@ -19,17 +19,18 @@ N transcript tokens, Q query tokens.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from speechrag import audio
 from speechrag.corpus import tts
-from speechrag.corpus.build import Corpus
+from speechrag.corpus.build import Corpus, CorpusConfig
 from speechrag.models.clsr import IGNORE
 from speechrag.text_encoder import TextEncoder
 
@@ -64,9 +65,10 @@ def training_utterances(corpus: Corpus) -> list[Utterance]:
                          "uses train-split corpora only")
     out = []
     texts, splits = {}, {}
+    rendition = _rendition(corpus)
     for m in corpus.manifest:
         _check_training(corpus, m["split"], m["voice"], m["passage_id"])
-        key = hashlib.sha1(f"{m['audio']}:{m['start']}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{rendition}{m['audio']}:{m['start']}".encode()).hexdigest()[:16]
         out.append(Utterance(key, m["passage_id"], str(corpus.root / m["audio"]), m["start"],
                              m["end"], m["voice"], m["text"]))
         texts[m["passage_id"]] = m["text"]
@@ -79,10 +81,54 @@ def training_utterances(corpus: Corpus) -> list[Utterance]:
         # keyed like a passage, by the path inside the corpus, so corpora that share
         # audio (a bigger build of the same seed) share cached states through --features
         rel = os.path.relpath(q["audio"], corpus.root)
-        key = hashlib.sha1(f"{rel}:0".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{rendition}{rel}:0".encode()).hexdigest()[:16]
         out.append(Utterance(key, q["passage_id"], q["audio"], 0.0, audio.duration_s(q["audio"]),
                              q["voice"], q["text"], "query", texts[q["passage_id"]]))
     return out
+
+
+def _rendition(corpus: Corpus) -> str:
+    """What, besides the path inside the corpus, decides an utterance's audio: '' for the
+    default train build (seed 0, training voices, one passage per file: its keys are what
+    they always were), else a digest of how the corpus was built, all but its size. Two
+    renditions of the same passages (other ``--voices``, or ``--seed``) then never share
+    a cached state, while a bigger build of one rendition does."""
+    built = {k: v for k, v in corpus.config.items() if k != "passages"}
+    default = CorpusConfig(split="train", passages=1, layout="passages", voices=tts.TRAINING)
+    plain = json.loads(json.dumps({k: v for k, v in asdict(default).items() if k != "passages"}))
+    if built == plain:
+        return ""
+    return hashlib.sha1(json.dumps(built, sort_keys=True).encode()).hexdigest()[:12] + ";"
+
+
+def training_corpora(corpora: list[Corpus], val_fraction: float
+                     ) -> tuple[list[Utterance], list[Utterance], dict[str, list[str]]]:
+    """(train, validation, written questions by passage id) of one or more renditions of
+    the train split (say, the same passages spoken again in other voices).
+    Passages are held out by id in every rendition alike, so no held-out passage is heard
+    in training in any voice; validation takes the first corpus's held-out utterances
+    alone, so runs on more renditions are scored on the same set as runs on one."""
+    train: list[Utterance] = []
+    val: list[Utterance] = []
+    questions: dict[str, list[str]] = {}
+    for i, corpus in enumerate(corpora):
+        t, v = held_out(training_utterances(corpus), val_fraction)
+        train += t
+        if i == 0:
+            val = v
+        for q in corpus.queries:
+            asked = questions.setdefault(q["passage_id"], [])
+            if q["text"] not in asked:
+                asked.append(q["text"])
+    keys: dict[str, str] = {}
+    for u in train + val:
+        if u.key in keys and keys[u.key] != u.audio:
+            raise ValueError(f"{u.audio} and {keys[u.key]}: one passage in two corpora of the "
+                             "same build; a second rendition needs other --voices or --seed")
+        keys[u.key] = u.audio
+    if len(keys) < len(train) + len(val):
+        raise ValueError("the same corpus is given twice")
+    return train, val, questions
 
 
 def train_vocabulary(text: TextEncoder, min_count: int) -> torch.Tensor | None:

@@ -38,9 +38,8 @@ from speechrag.train.data import (
     Utterance,
     cache_states,
     cap_validation,
-    held_out,
     to_device,
-    training_utterances,
+    training_corpora,
 )
 
 
@@ -190,7 +189,10 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog=f"speechrag train --arch {arch.name}",
                                  description=arch.doc or __doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, required=True, help="a train-split corpus")
+    ap.add_argument("--corpus", type=Path, required=True, action="append",
+                    help="a train-split corpus; repeat it to train on several renditions "
+                         "of the split (other --voices or --seed), validated on the "
+                         "first one's held-out passages")
     ap.add_argument("--config", type=Path, help="JSON with train config keys")
     ap.add_argument("--out", type=Path, default=Path(f"runs/{arch.name}"),
                     help="run directory (checkpoints, log, curves)")
@@ -210,12 +212,9 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     progress = _progress(args.quiet)
     say = (lambda *_: None) if args.quiet else progress.console.print
 
-    corpus: Corpus = load_corpus(args.corpus)
-    train, val = held_out(training_utterances(corpus), config.val_fraction)
+    corpora: list[Corpus] = [load_corpus(c) for c in args.corpus]
+    train, val, queries = training_corpora(corpora, config.val_fraction)
     val = cap_validation(val, config.max_val)
-    queries: dict[str, list[str]] = {}
-    for q in corpus.queries:
-        queries.setdefault(q["passage_id"], []).append(q["text"])
     say(f"{len(train)} training and {len(val)} validation utterances; caching Whisper states")
     with progress:
         caching = progress.add_task("encoding", total=None, info="")
