@@ -5,9 +5,10 @@ Whisper states on the GPU (``/root/sr``, kept while the machine stays warm).
 
 ``--no-cache`` stops after the speech; ``--cache-only --top K`` caches the states below
 Whisper's last K blocks (the inputs of a run with ``encoder_layers = K``; 0: the full
-encoder). Run the policies one after the other: on the H100 each took about 100 s
-alone (17,424 utterances), while two processes side by side had done 3,072 each after
-about 400 s.
+encoder). ``--seed S`` speaks another rendition into ``corpus-N-sS``, for a run with
+``--corpus`` twice (voice variety). Run the policies one after the other: on the H100
+each took about 100 s alone (17,424 utterances), while two processes side by side had
+done 3,072 each after about 400 s.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from speechrag.corpus.build import CorpusConfig, build_corpus, load_corpus, spea
 from speechrag.train.data import cache_states, training_utterances
 
 
-def speak(corpus: Path, n: int) -> None:
+def speak(corpus: Path, n: int, seed: int) -> None:
     t = time.time()
-    config = CorpusConfig(split="train", passages=n, layout="passages", voices=tts.TRAINING)
+    config = CorpusConfig(split="train", passages=n, layout="passages", voices=tts.TRAINING,
+                          seed=seed)
     c = build_corpus(config, corpus, workers=16)
     hours = sum(m["end"] - m["start"] for m in c.manifest) / 3600
     print(f"built {len(c.manifest)} passages, {hours:.1f} h in {time.time() - t:.0f} s", flush=True)
@@ -50,11 +52,14 @@ def main() -> None:
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--cache-only", action="store_true")
     ap.add_argument("--top", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="another rendition of the passages (other voices): corpus-N-sSEED")
     args = ap.parse_args()
-    corpus = args.root / f"corpus-{args.passages}"
+    corpus = args.root / (f"corpus-{args.passages}"
+                          + (f"-s{args.seed}" if args.seed else ""))
     print("cuda", torch.cuda.is_available(), torch.__version__, flush=True)
     if not args.cache_only:
-        speak(corpus, args.passages)
+        speak(corpus, args.passages, args.seed)
     if not args.no_cache:
         cache(corpus, args.root, args.top)
 

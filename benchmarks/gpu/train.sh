@@ -9,8 +9,9 @@
 # (OMP_NUM_THREADS): on 2026-11-23 two caching processes with 16 threads each ran about
 # 10x slower than one alone (thread oversubscription is the likely cause, not verified).
 #
-#   source benchmarks/gpu/env.sh && benchmarks/gpu/train.sh SECONDS CORPUS \
+#   source benchmarks/gpu/env.sh && benchmarks/gpu/train.sh SECONDS CORPUS[,CORPUS...] \
 #       ARCH:NAME:CONFIG[:INIT] ...
+# (several corpora: renditions of the split trained together, see `speechrag train --help`)
 set -uo pipefail
 deadline=$1 corpus=$2; shift 2
 R=/root/sr/runs F=/root/sr/features O=${OUT:-/tmp/out}
@@ -18,7 +19,8 @@ mkdir -p $R $O
 export OMP_NUM_THREADS=$(( $(nproc) / $# > 0 ? $(nproc) / $# : 1 ))
 for spec in "$@"; do
   IFS=: read -r arch name config init <<< "$spec"
-  args="'--corpus', '$corpus', '--config', '$config', '--out', '$R/$name', '--features', '$F', '--quiet'"
+  args="'--config', '$config', '--out', '$R/$name', '--features', '$F', '--quiet'"
+  for c in ${corpus//,/ }; do args="$args, '--corpus', '$c'"; done
   [ -n "${init:-}" ] && args="$args, '--init', '$init'"
   mkdir -p $R/$name
   timeout $((deadline - SECONDS)) python3 -c \
