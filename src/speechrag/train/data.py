@@ -120,14 +120,14 @@ def training_corpora(corpora: list[Corpus], val_fraction: float
             asked = questions.setdefault(q["passage_id"], [])
             if q["text"] not in asked:
                 asked.append(q["text"])
-    keys: dict[str, str] = {}
+    audio_of: dict[str, str] = {}
     for u in train + val:
-        if u.key in keys and keys[u.key] != u.audio:
-            raise ValueError(f"{u.audio} and {keys[u.key]}: one passage in two corpora of the "
-                             "same build; a second rendition needs other --voices or --seed")
-        keys[u.key] = u.audio
-    if len(keys) < len(train) + len(val):
-        raise ValueError("the same corpus is given twice")
+        if u.key in audio_of:
+            if audio_of[u.key] == u.audio:
+                raise ValueError(f"{u.audio}: the same corpus is given twice")
+            raise ValueError(f"{u.audio} and {audio_of[u.key]}: one passage in two corpora of "
+                             "the same build; a second rendition needs other --voices or --seed")
+        audio_of[u.key] = u.audio
     return train, val, questions
 
 
