@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k ffmpeg
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k ffmpeg pocketsphinx-testdata
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test system install lint bench clean
@@ -21,11 +21,13 @@ test: install
 
 install: system $(STAMP)
 
-# TTS engines (corpus building, test audio) and ffmpeg (other audio containers).
+# TTS engines (corpus building, test audio), ffmpeg (other audio containers) and the only
+# recorded human speech that ships offline (pocketsphinx-testdata: corpus/human.py).
 system:
 	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null \
 	    && command -v text2wave >/dev/null && command -v ffmpeg >/dev/null \
-	    && [ -d /usr/share/festival/voices/english/kal_diphone ]; then :; else \
+	    && [ -d /usr/share/festival/voices/english/kal_diphone ] \
+	    && [ -d /usr/share/pocketsphinx/test/data/librivox ]; then :; else \
 	  echo "installing $(APT_PACKAGES)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi

@@ -120,7 +120,8 @@ def load_corpus(root: str | Path) -> Corpus:
                   _read_jsonl(root / DOCUMENTS) if (root / DOCUMENTS).is_file() else [])
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rows as JSON lines, written to a temporary name and renamed (atomic)."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
@@ -229,10 +230,10 @@ def build_corpus(config: CorpusConfig, out: str | Path,
             _assemble(root, target, voice, group, pauses, lead)
     queries = [q for p in chosen for q in queries_for(p)]
     if config.layout == "queries":  # the written passages are what queries retrieve
-        _write_jsonl(root / DOCUMENTS, [{"id": p.passage_id, "title": p.title, "text": p.text}
+        write_jsonl(root / DOCUMENTS, [{"id": p.passage_id, "title": p.title, "text": p.text}
                                         for p in chosen])
-    _write_jsonl(root / "manifest.jsonl", manifest)
-    _write_jsonl(root / "queries.jsonl", queries)
+    write_jsonl(root / "manifest.jsonl", manifest)
+    write_jsonl(root / "queries.jsonl", queries)
     return load_corpus(root)
 
 
@@ -275,5 +276,5 @@ def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
         jobs.append((q["text"], voice, root / rel))
         rows.append({**q, "voice": voice.id, "audio": rel})
     _synthesize_all(jobs, workers, on_progress)
-    _write_jsonl(root / SPOKEN_QUERIES, rows)
+    write_jsonl(root / SPOKEN_QUERIES, rows)
     return load_corpus(root)
