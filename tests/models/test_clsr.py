@@ -245,3 +245,43 @@ def test_trained_top_encoder_block(text: TextEncoder, speech_dir: Path) -> None:
                                       query_lengths=torch.tensor([5, 5, 5]), contrastive=False)
     parts["loss"].backward()
     assert top.encoder_top.blocks[0].qkv.weight.grad.abs().sum() > 0
+
+
+def test_decoder_starts_from_whisper(text: TextEncoder, batch: dict) -> None:
+    """``decoder.init = "whisper"``: the training app's fresh model holds Whisper
+    tiny.en's first decoder blocks, its final norm and positions, and reads the states
+    through an identity projection; the model still trains from there."""
+    from speechrag.models.whisper_decoder import read_whisper_decoder
+    from speechrag.train.clsr import build
+
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {
+        "d_model": 384, "n_layer": 2, "n_head": 6, "d_ff": 1536, "dropout": 0.0,
+        "init": "whisper"}})
+    model = build(config, text)
+    w = read_whisper_decoder("whisper-tiny.en")
+    layer = model.decoder.layers.layers[1]
+    assert torch.equal(layer.linear1.weight, w["layer_1/ffn/linear_0/weight"])
+    assert torch.equal(layer.multihead_attn.in_proj_weight[:384],
+                       w["layer_1/attention/linear_0/weight"])
+    assert torch.equal(model.decoder.layers.norm.weight, w["layer_norm/gamma"])
+    assert torch.equal(model.decoder.positions.weight[:448], w["position_encodings/encodings"])
+    assert torch.equal(model.proj.weight, torch.eye(384))
+    random = ClsrModel(config, text)  # what a checkpoint is loaded into: not initialized
+    assert not torch.equal(random.decoder.layers.layers[1].linear1.weight, layer.linear1.weight)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    seen = []
+    for _ in range(10):
+        parts = model.training_loss(**batch, contrastive=False)
+        seen.append(float(parts["ce"].detach()))
+        opt.zero_grad()
+        parts["loss"].backward()
+        opt.step()
+    assert seen[-1] < seen[0]
+
+
+def test_whisper_decoder_init_needs_whisper_shapes(text: TextEncoder) -> None:
+    with pytest.raises(ValueError, match="d_model 384, n_head 6, d_ff 1536"):
+        ClsrModel(ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {
+            **SMALL.decoder.to_dict(), "init": "whisper"}}), text).init_decoder_from_whisper()
+    with pytest.raises(ValueError, match="init must be '' or 'whisper'"):
+        ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {"init": "bert"}})

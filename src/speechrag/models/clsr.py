@@ -102,7 +102,11 @@ class ClsrConfig:
         if isinstance(values.get("alignment"), dict):
             values["alignment"] = strict_config(AlignmentConfig, values["alignment"],
                                                 "CLSR alignment config")
-        return strict_config(cls, values, "CLSR config")
+        config = strict_config(cls, values, "CLSR config")
+        if config.decoder.init not in ("", "whisper"):
+            raise ValueError(f"CLSR decoder config: init must be '' or 'whisper', not "
+                             f"{config.decoder.init!r}")
+        return config
 
 
 class ClsrModel(FrozenTextModel):
@@ -138,6 +142,37 @@ class ClsrModel(FrozenTextModel):
         self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers)
                             if config.encoder_layers else None)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
+
+    @torch.no_grad()
+    def init_decoder_from_whisper(self) -> None:
+        """Start the decoder from Whisper's own (``decoder.init = "whisper"``; the training
+        app calls this for a run from scratch): its first n_layer blocks, final LayerNorm
+        and position table, and the state projection as the identity, so the
+        cross-attention reads the (pooled) Whisper states it was trained on. Raises a
+        ValueError naming the setting when the decoder's shape is not Whisper's."""
+        from speechrag.models.whisper_decoder import (
+            decoder_dims,
+            read_whisper_decoder,
+            transformer_decoder_state,
+        )
+
+        w = read_whisper_decoder(self.config.whisper)
+        d, heads, _ = decoder_dims(w)
+        c = self.config.decoder
+        want = {"d_model": d, "n_head": heads, "d_ff": 4 * d}
+        wrong = {k: v for k, v in want.items() if getattr(c, k) != v}
+        if wrong or self.config.d_encoder != d:
+            raise ValueError(f"decoder init 'whisper': {self.config.whisper}'s decoder has "
+                             f"d_model {d}, n_head {heads}, d_ff {4 * d} and reads states of "
+                             f"width {d}; the config has "
+                             + ", ".join(f"{k} {getattr(c, k)}" for k in want)
+                             + f", d_encoder {self.config.d_encoder}")
+        self.decoder.layers.load_state_dict(transformer_decoder_state(w, c.n_layer))
+        table = w["position_encodings/encodings"]
+        n = min(len(table), c.max_tokens)
+        self.decoder.positions.weight[:n] = table[:n]
+        self.proj.weight.copy_(torch.eye(d))
+        self.proj.bias.zero_()
 
     def _project(self, states: torch.Tensor, state_mask: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:

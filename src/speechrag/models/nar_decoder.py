@@ -31,6 +31,10 @@ class NarDecoderConfig:
     d_ff: int = 1024
     dropout: float = 0.1
     max_tokens: int = 512  # positional table size: 40 s of speech is ~130 tokens
+    # "whisper": a run from scratch starts the layers, final norm and positions from the
+    # first n_layer blocks of the model's Whisper decoder (models/whisper_decoder.py);
+    # d_model, n_head and d_ff must then be Whisper's. "": random initialization.
+    init: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,12 @@ def train_config(values: dict[str, Any]) -> TrainConfig:
 
 
 def build(config: ClsrConfig, text: TextEncoder) -> ClsrModel:
-    return ClsrModel(config, text, train_vocabulary(text, config.vocab_min_count))
+    """A fresh model; its decoder starts from Whisper's with ``decoder.init = "whisper"``
+    (a resumed run or ``--init`` then loads its own weights over it)."""
+    model = ClsrModel(config, text, train_vocabulary(text, config.vocab_min_count))
+    if config.decoder.init == "whisper":
+        model.init_decoder_from_whisper()
+    return model
 
 
 @torch.no_grad()
