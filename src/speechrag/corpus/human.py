@@ -39,7 +39,7 @@ from speechrag.corpus.build import (
     load_corpus,
     write_jsonl,
 )
-from speechrag.corpus.wikispoken import passages
+from speechrag.corpus.wikispoken import passages, sentences
 
 DATA = Path("/usr/share/pocketsphinx/test/data")
 # set name -> (transcript file, folder of its recordings), relative to DATA
@@ -49,7 +49,6 @@ HUMAN = "human"  # the voice name of the recordings themselves
 VERSION = 1
 
 _LINE = re.compile(r"^\s*<s>(?P<words>.*)</s>\s*\((?P<id>[^()\s]+)\)\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def read_transcripts(path: Path) -> list[tuple[str, str]]:
@@ -71,7 +70,7 @@ def distractor_sentences(limit: int | None = None) -> list[dict]:
     documents ``{"id": "<passage_id>#<n>", "title", "text"}``."""
     docs = []
     for p in passages("test"):
-        for n, sentence in enumerate(s for s in _SENTENCE_END.split(p.text) if s.strip()):
+        for n, sentence in enumerate(sentences(p.text)):
             docs.append({"id": f"{p.passage_id}#{n}", "title": p.title, "text": sentence})
     return docs[:limit] if limit is not None else docs
 

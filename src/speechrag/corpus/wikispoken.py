@@ -56,6 +56,11 @@ _RANGE = re.compile(r"(\d)\s*\u2013\s*(\d)")  # 1901–2000 -> 1901 to 2000
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
+def sentences(text: str) -> list[str]:
+    """A passage's sentences: split after '.', '!' or '?' and the whitespace after it."""
+    return [x for x in _SENTENCE_END.split(text) if x.strip()]
+
+
 def speakable(text: str, max_words: int = MAX_WORDS) -> str:
     """Text a TTS engine reads cleanly and a WER reference can use: parentheticals
     (pronunciations, dates, foreign names) removed, accents folded to ASCII, whitespace
@@ -67,7 +72,7 @@ def speakable(text: str, max_words: int = MAX_WORDS) -> str:
     text = " ".join(text.split())
     out: list[str] = []
     n = 0
-    for sentence in _SENTENCE_END.split(text):
+    for sentence in sentences(text):
         words = len(sentence.split())
         if out and n + words > max_words:
             break
