@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{'-' if w is None else f'{100 * w:.1f}'} |")
     ax.set_xlabel("training step")
     ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, max(100, ax.get_ylim()[1]))  # WER can pass 100% (insertions)
     ax.set_title("validation on held-out train passages (training voices)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)

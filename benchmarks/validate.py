@@ -1,5 +1,5 @@
-"""Score SEAL checkpoints side by side on a train corpus's held-out passages, with every
-question: the measure to pick a checkpoint by (never the test table).
+"""Score SEAL and CLSR checkpoints side by side on a train corpus's held-out passages,
+with every question: the measure to pick a checkpoint by (never the test table).
 
     .venv/bin/python benchmarks/validate.py --corpus TRAIN_CORPUS --features FEATURES \\
         seal runs/seal-d/best.pt [CHECKPOINT ...]
@@ -9,7 +9,8 @@ The held-out passages are the training app's (a hash of the passage id, the firs
 superset of a smaller build's. The training log scores one question per passage; this
 scores all of them (written questions -> passage speech, spoken questions -> passage
 text, transcript -> passage speech), so two checkpoints differ by more than a query's
-worth of noise. ``seal`` is the checkpoint shipped in the package.
+worth of noise; for CLSR also the free-running WER of its rough transcripts. ``seal`` is
+the checkpoint shipped in the package.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import torch
 
+from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
-from speechrag.metrics import mrr, recall_at
+from speechrag.metrics import mrr, recall_at, wer
+from speechrag.models.clsr import ClsrModel
 from speechrag.models.seal import SealModel
 from speechrag.retrievers import TRAINED_DIR
 from speechrag.text_encoder import TextEncoder
@@ -40,25 +43,33 @@ def _recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float
 
 
 @torch.no_grad()
-def score(model: SealModel, val: list[Utterance], cache: Path,
+def score(model: SealModel | ClsrModel, val: list[Utterance], cache: Path,
           questions: dict[str, list[str]]) -> dict[str, float]:
     """Validation metrics of one model; states come from ``cache`` (S, D) per utterance."""
     passages = [u for u in val if u.kind == "passage"]
     where = {u.passage_id: i for i, u in enumerate(passages)}
+    decoded: list[str] = []  # CLSR's rough transcripts of the passages
 
-    def speech(utts: list[Utterance]) -> torch.Tensor:
+    def speech(utts: list[Utterance], transcribe: bool = False) -> torch.Tensor:
         out = []
         for u in utts:
             states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
             mask = torch.ones(states.shape[:2], dtype=torch.bool)
-            out.append(model(states, mask)["speech_emb"])
+            result = model(states, mask)
+            out.append(result["speech_emb"])
+            if transcribe and "token_ids" in result:
+                ids = result["token_ids"][0][: int(result["n_tokens"][0])]
+                decoded.append(model.text.model.tokenizer.decode(ids.tolist(),
+                                                                 skip_special_tokens=True))
         return torch.cat(out)
 
-    s = speech(passages)  # (P, E)
+    s = speech(passages, transcribe=True)  # (P, E)
     t = model.encode_text([u.text for u in passages])  # (P, E)
     asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
     q = model.encode_text([text for text, _ in asked])  # (Q, E)
     row = {"passages": len(passages), "questions": len(asked)}
+    if decoded:
+        row["wer"] = 100 * wer([u.text for u in passages], decoded)
     row["written_r1"], row["written_mrr"] = _recall_mrr(
         q @ s.T, torch.tensor([i for _, i in asked]))
     row["transcript_r1"], _ = _recall_mrr(t @ s.T, torch.arange(len(passages)))
@@ -72,7 +83,7 @@ def score(model: SealModel, val: list[Utterance], cache: Path,
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoints", nargs="+", help="SEAL checkpoints (.pt) or 'seal'")
+    ap.add_argument("checkpoints", nargs="+", help="SEAL or CLSR checkpoints (.pt), or 'seal'")
     ap.add_argument("--corpus", type=Path, required=True, help="a train-split corpus")
     ap.add_argument("--features", type=Path, required=True, help="the runs' state cache")
     ap.add_argument("--val-fraction", type=float, default=0.04)
@@ -87,17 +98,19 @@ def main(argv: list[str] | None = None) -> None:
         questions.setdefault(q["passage_id"], []).append(q["text"])
     text = TextEncoder()
     print("| checkpoint | written R@1 % | written MRR | spoken -> text R@1 % | spoken MRR "
-          "| transcript R@1 % |")
-    print("|---|---|---|---|---|---|")
+          "| transcript R@1 % | WER % |")
+    print("|---|---|---|---|---|---|---|")
     for name in args.checkpoints:
         path = TRAINED_DIR / "seal.pt" if name == "seal" else Path(name)
-        model = SealModel.load(path, text)
+        model_cls = SealModel if checkpoint_arch(path) == "seal" else ClsrModel
+        model = model_cls.load(path, text)
         cache = cache_states(val, model.config.whisper, args.features,
                              trained_top=model.config.encoder_layers)
         r = score(model, val, cache, questions)
+        wer_cell = f"{r['wer']:.1f}" if "wer" in r else "-"
         print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
               f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "
-              f"| {r['transcript_r1']:.1f} |")
+              f"| {r['transcript_r1']:.1f} | {wer_cell} |")
     print(f"\n{r['passages']} held-out passages, {r['questions']} written questions, "
           f"{r.get('spoken', 0)} spoken questions ({args.corpus})")
 

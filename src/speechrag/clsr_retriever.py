@@ -28,4 +28,4 @@ class ClsrRetriever(TrainedRetriever):
         return out["speech_emb"].numpy().astype(np.float32), texts
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        return self.model.text.encode(texts)
+        return self.model.encode_text(texts).numpy()

@@ -227,6 +227,11 @@ class ClsrModel(FrozenTextModel):
                 "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden,
                 "states": h, "state_mask": state_mask, **extra}
 
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """texts -> (N, E_out) unit norm: the text encoder's own sentence embedding, the
+        space the speech embeddings are trained into (CLSR's question side)."""
+        return torch.from_numpy(self.text.encode(texts))
+
     def ctc_loss(self, states: torch.Tensor, state_mask: torch.Tensor, local: torch.Tensor
                  ) -> torch.Tensor:
         """CTC of the projected states (B, S', D), mask (B, S'), against the local target
