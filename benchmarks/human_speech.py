@@ -5,9 +5,9 @@
 The only human recordings that ship offline (Debian pocketsphinx-testdata: 5 LibriVox
 sentences, 5 "cards" utterances) are spoken queries; the target of each is its own
 transcript among 3,410 text documents: the 10 transcripts and every sentence of the
-WikiSpoken test split (never trained on). The same
-sentences spoken by the evaluation voices are asked in the same run, so a model trained on
-synthetic voices that fails on a human one shows up as a gap between rows.
+WikiSpoken test split (never trained on). The same sentences spoken by the evaluation
+voices are asked in the same run, so a model trained on synthetic voices that fails on a
+human one shows up as a gap between rows.
 See :mod:`speechrag.corpus.human`. n = 10 per voice: a sanity check, not a benchmark.
 Reports go to benchmarks/results/human-speech/.
 """
@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(corpus.spoken_queries)} spoken queries ({len(corpus.queries)} sentences x "
           f"{len(corpus.config['voices'])} voices), {len(corpus.documents)} text documents",
           flush=True)
-    reports = []
+    reports, work = [], bench / "eval-human-speech"
     for model in args.models:
-        work = bench / "eval-human-speech"
         shutil.rmtree(work / f"index-{safe_name(model)}", ignore_errors=True)
         print(f"  {model} ...", flush=True)
         reports.append(evaluate(corpus, model, work, spoken=True))
