@@ -253,6 +253,7 @@ def test_decoder_starts_from_whisper(text: TextEncoder, batch: dict) -> None:
     through an identity projection; the model still trains from there."""
     from speechrag.models.whisper_decoder import read_whisper_decoder
     from speechrag.train.clsr import build
+    from speechrag.train.loop import TrainConfig, param_groups
 
     config = ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {
         "d_model": 384, "n_layer": 2, "n_head": 6, "d_ff": 1536, "dropout": 0.0,
@@ -267,6 +268,15 @@ def test_decoder_starts_from_whisper(text: TextEncoder, batch: dict) -> None:
     assert torch.equal(model.decoder.positions.weight[:448], w["position_encodings/encodings"])
     assert torch.equal(model.proj.weight, torch.eye(384))
     random = ClsrModel(config, text)  # what a checkpoint is loaded into: not initialized
+    groups = param_groups(model, TrainConfig(model=config, decoder_lr_scale=0.1))
+    assert [g["lr_scale"] for g in groups] == [1.0, 0.1]
+    from_whisper = {id(p) for p in groups[1]["params"]}
+    assert {n for n, p in model.named_parameters() if id(p) in from_whisper} == {
+        n for n, _ in model.named_parameters()
+        if n.startswith(("decoder.layers.", "decoder.positions."))}
+    assert id(model.decoder.to_word_space.weight) not in from_whisper
+    plain = param_groups(ClsrModel(SMALL, text), TrainConfig(model=SMALL))
+    assert [g["lr_scale"] for g in plain] == [1.0]  # nothing pretrained: one group
     assert not torch.equal(random.decoder.layers.layers[1].linear1.weight, layer.linear1.weight)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     seen = []

@@ -174,6 +174,14 @@ class ClsrModel(FrozenTextModel):
         self.proj.weight.copy_(torch.eye(d))
         self.proj.bias.zero_()
 
+    def pretrained_decoder_prefixes(self) -> tuple[str, ...]:
+        """Names of the weights ``init_decoder_from_whisper`` fills (the blocks, their
+        final norm, the positions), which train at ``decoder_lr_scale``; none unless the
+        config starts the decoder from Whisper's."""
+        if self.config.decoder.init != "whisper":
+            return ()
+        return ("decoder.layers.", "decoder.positions.")
+
     def _project(self, states: torch.Tensor, state_mask: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, D_enc), (B, S) -> (B, S', D), (B, S') with S' = ceil(S / state_stride):

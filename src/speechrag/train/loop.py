@@ -55,6 +55,9 @@ class TrainConfig:
     # learning rate of Whisper's trained top blocks (model.encoder_layers > 0) as a
     # fraction of ``lr``: pretrained weights take smaller steps than the new parts
     encoder_lr_scale: float = 0.1
+    # learning rate of the decoder blocks and positions a model took from Whisper's
+    # decoder (CLSR's ``decoder.init = "whisper"``) as a fraction of ``lr``
+    decoder_lr_scale: float = 1.0
     warmup_steps: int = 200
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -163,15 +166,22 @@ def _describe(row: dict) -> str:
 
 
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """The trainable parameters: Whisper's trained top blocks (``encoder_top.*``) at
-    ``encoder_lr_scale`` x the schedule's rate, everything else at the rate itself."""
-    top, rest = [], []
+    """The trainable parameters in groups, each with its ``lr_scale`` (x the schedule's
+    rate): everything new at 1, Whisper's trained top blocks (``encoder_top.*``) at
+    ``encoder_lr_scale``, and the decoder weights a model took from Whisper's decoder
+    (names under its ``pretrained_decoder_prefixes()``) at ``decoder_lr_scale``. Empty
+    groups are left out, so a model without pretrained parts has one group, as before."""
+    decoder = tuple(getattr(model, "pretrained_decoder_prefixes", tuple)())
+    new, top, dec = [], [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (top if name.startswith("encoder_top.") else rest).append(p)
-    groups = [{"params": rest, "lr_scale": 1.0}]
+            (top if name.startswith("encoder_top.")
+             else dec if decoder and name.startswith(decoder) else new).append(p)
+    groups = [{"params": new, "lr_scale": 1.0}]
     if top:
         groups.append({"params": top, "lr_scale": config.encoder_lr_scale})
+    if dec:
+        groups.append({"params": dec, "lr_scale": config.decoder_lr_scale})
     return groups
 
 
