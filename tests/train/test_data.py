@@ -128,14 +128,19 @@ def test_states_cached_in_shared_passes_equal_one_by_one(spoken_corpus: Path,
         alone = cache_states(utts, "whisper-tiny.en", tmp_path / "alone", device="cpu")
         shared = cache_states(utts, "whisper-tiny.en", tmp_path / "shared", device="cpu",
                               batch=4)
+        # and with the GPU's threads: audio read ahead, log-mels and writes in a pool
+        threaded = cache_states(utts, "whisper-tiny.en", tmp_path / "threaded",
+                                device="cpu", batch=4, workers=3)
     finally:
         monkey.undo()
-    assert alone.name == shared.name == "whisper-tiny.en-piece20s-fp32"
+    assert alone.name == shared.name == threaded.name == "whisper-tiny.en-piece20s-fp32"
+    assert not list(threaded.glob("*.tmp"))
     for u in utts:
         a = torch.load(alone / f"{u.key}.pt", weights_only=True).float()
         b = torch.load(shared / f"{u.key}.pt", weights_only=True).float()
         assert a.shape == b.shape and a.shape[0] == pytest.approx(50 * (u.end - u.start), abs=2)
         assert torch.allclose(a, b, atol=2e-2), float((a - b).abs().max())
+        assert torch.equal(torch.load(threaded / f"{u.key}.pt", weights_only=True).float(), b)
 
 
 def test_renditions_of_one_split_train_together(train_corpus: Path, second_rendition: Path,

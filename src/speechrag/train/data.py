@@ -167,7 +167,7 @@ def cap_validation(val: list[Utterance], max_passages: int) -> list[Utterance]:
 def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
                  on_progress: Callable[[int, int], None] | None = None,
                  device: str | None = None, batch: int | None = None,
-                 trained_top: int = 0) -> Path:
+                 trained_top: int = 0, workers: int | None = None) -> Path:
     """Encode every utterance not yet cached, exactly as the retrievers will encode
     speech at search time (:class:`SpeechStates`: 20 s pieces, bf16 where native).
     Returns the directory used: ``cache/<policy>/<key>.pt``, states (S, D) fp16, so
@@ -177,7 +177,13 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     On a GPU (``device``, default: CUDA when present) ``batch`` utterances (default
     ``GPU_UTTERANCES``) share padded forward passes; on the CPU they go one by one
     unless ``batch`` says otherwise. ``trained_top`` > 0 caches the states below the
-    encoder's last blocks, which the model trains (``encoder_layers`` in its config)."""
+    encoder's last blocks, which the model trains (``encoder_layers`` in its config).
+
+    ``workers`` threads (default: up to 8 on a GPU, 1 on the CPU, where the encoder is
+    the bottleneck) read the next batch's audio, compute log-mels and write files while
+    the encoder runs; the states are the same as with one."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from speechrag.segment import Segment
     from speechrag.speech_states import SpeechStates, states_policy
 
@@ -187,20 +193,41 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     todo = [u for u in utterances if not (cache / f"{u.key}.pt").exists()]
     if not todo:
         return cache
-    speech = SpeechStates(whisper, device=device, trained_top=trained_top)
+    workers = workers or (1 if device == "cpu" else min(8, os.cpu_count() or 1))
+    speech = SpeechStates(whisper, device=device, trained_top=trained_top,
+                          mel_workers=workers)
     step = batch or (1 if device == "cpu" else GPU_UTTERANCES)
+    chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
+
+    def segment(u: Utterance) -> Segment:
+        return Segment(u.audio, u.start, u.end, _read_span(u))
+
+    def save(key: str, states: torch.Tensor) -> None:
+        tmp = cache / f"{key}.pt.tmp"
+        torch.save(states, tmp)
+        tmp.replace(cache / f"{key}.pt")
+
     done = 0
-    for i in range(0, len(todo), step):
-        chunk = todo[i:i + step]
-        padded, mask = speech.segments([Segment(u.audio, u.start, u.end, _read_span(u))
-                                        for u in chunk])
-        for u, states, real in zip(chunk, padded, mask, strict=True):
-            tmp = cache / f"{u.key}.pt.tmp"
-            torch.save(states[: int(real.sum())].to(torch.float16).clone(), tmp)
-            tmp.replace(cache / f"{u.key}.pt")
-        done += len(chunk)
-        if on_progress:
-            on_progress(done, len(todo))
+    with ThreadPoolExecutor(workers) as pool:
+        saves: list[Future] = []
+        ahead = [pool.submit(segment, u) for u in chunks[0]]
+        for i, chunk in enumerate(chunks):
+            segments = [f.result() for f in ahead]  # a bad file raises here, naming it
+            if i + 1 < len(chunks):  # read the next batch while this one is encoded
+                ahead = [pool.submit(segment, u) for u in chunks[i + 1]]
+            padded, mask = speech.segments(segments)
+            for u, states, real in zip(chunk, padded, mask, strict=True):
+                states = states[: int(real.sum())].to(torch.float16).clone()
+                saves.append(pool.submit(save, u.key, states))
+            finished = [f for f in saves if f.done()]
+            for f in finished:
+                f.result()  # a failed write stops the run
+            saves = [f for f in saves if f not in finished]
+            done += len(chunk)
+            if on_progress:
+                on_progress(done, len(todo))
+        for f in saves:
+            f.result()
     return cache
 
 
