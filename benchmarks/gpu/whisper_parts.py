@@ -76,15 +76,16 @@ def write_records(path: Path, header: bytes, records: Records, aliases: Aliases)
 
 def cut(src: Path, dst: Path, keep: Callable[[str], bool]) -> int:
     """Write the tensors of src/model.bin whose names ``keep`` accepts (and the aliases
-    of those among them) as dst/model.bin, with src's config.json and .sha256-ok.
+    of those among them) as dst/model.bin, with src's config.json and .sha256-ok (when it has one).
     Returns how many tensors were kept."""
     header, records, aliases = read_records(src / "model.bin")
     kept = {k: v for k, v in records.items() if keep(k.decode())}
     dst.mkdir(parents=True, exist_ok=True)
     write_records(dst / "model.bin", header, kept,
                   {a: t for a, t in aliases.items() if keep(a.decode()) and t in kept})
-    for name in ("config.json", ".sha256-ok"):
-        shutil.copyfile(src / name, dst / name)
+    for name in ("config.json", ".sha256-ok"):  # the checksum marker where there is one
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
     return len(kept)
 
 
