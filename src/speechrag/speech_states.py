@@ -26,7 +26,7 @@ import hashlib
 import math
 import os
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import numpy as np
 import torch
@@ -120,14 +120,14 @@ class SpeechStates:
 
     def __init__(self, whisper: str = "whisper-base", dtype: str | None = None,
                  piece_s: float = PIECE_S, cache_pieces: int = CACHE_PIECES,
-                 device: str = "cpu", trained_top: int = 0, mel_workers: int = 1) -> None:
+                 device: str = "cpu", trained_top: int = 0, pool: Executor | None = None) -> None:
         """device: where the encoder runs ("cpu", "cuda"); log-mel stays on the CPU and
         states come back on the CPU. ``trained_top`` > 0 leaves the encoder's last
         blocks and final LayerNorm to a model that trains them
         (:mod:`speechrag.models.encoder_top`): states are block n_layer - k's output.
-        ``mel_workers`` > 1 computes the clips' log-mels in that many threads (numpy's
-        FFT and BLAS release the GIL): on a GPU the serial log-mel, not the encoder,
-        bounds the throughput."""
+        ``pool``, a thread pool, computes the clips' log-mels side by side (numpy's FFT
+        and BLAS release the GIL): on a GPU the serial log-mel, not the encoder, bounds
+        the throughput."""
         self.device = torch.device(device)
         self.encoder = WhisperEncoder.load(whisper).to(self.device)
         n = self.encoder.config.n_layer
@@ -140,15 +140,14 @@ class SpeechStates:
         self.cache_pieces = cache_pieces
         self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         self.encoded_s = 0.0
-        self._mel_pool = ThreadPoolExecutor(mel_workers) if mel_workers > 1 else None
+        self.pool = pool
 
     @torch.inference_mode()
     def encode(self, clips: list[np.ndarray]) -> list[torch.Tensor]:
         """Clips of at most 30 s, each (n,) float32 at 16 kHz -> states [(S_i, D)] float32,
         S_i = ceil((n // 160) / 2). Similar lengths share a padded forward pass."""
         out: list[torch.Tensor] = [torch.empty(0)] * len(clips)
-        all_mels = (list(self._mel_pool.map(self.mel, clips)) if self._mel_pool
-                    else [self.mel(c) for c in clips])
+        all_mels = list((self.pool.map if self.pool else map)(self.mel, clips))
         for group in length_batches([len(c) / SAMPLE_RATE for c in clips]):
             mels = [all_mels[j] for j in group]
             frames = torch.tensor([m.shape[1] for m in mels])

@@ -194,8 +194,6 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     if not todo:
         return cache
     workers = workers or (1 if device == "cpu" else min(8, os.cpu_count() or 1))
-    speech = SpeechStates(whisper, device=device, trained_top=trained_top,
-                          mel_workers=workers)
     step = batch or (1 if device == "cpu" else GPU_UTTERANCES)
     chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
 
@@ -207,26 +205,24 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
         torch.save(states, tmp)
         tmp.replace(cache / f"{key}.pt")
 
-    done = 0
     with ThreadPoolExecutor(workers) as pool:
-        saves: list[Future] = []
+        speech = SpeechStates(whisper, device=device, trained_top=trained_top,
+                              pool=pool if workers > 1 else None)
         ahead = [pool.submit(segment, u) for u in chunks[0]]
+        writes: list[Future] = []  # the previous batch's
         for i, chunk in enumerate(chunks):
             segments = [f.result() for f in ahead]  # a bad file raises here, naming it
             if i + 1 < len(chunks):  # read the next batch while this one is encoded
                 ahead = [pool.submit(segment, u) for u in chunks[i + 1]]
             padded, mask = speech.segments(segments)
-            for u, states, real in zip(chunk, padded, mask, strict=True):
-                states = states[: int(real.sum())].to(torch.float16).clone()
-                saves.append(pool.submit(save, u.key, states))
-            finished = [f for f in saves if f.done()]
-            for f in finished:
+            for f in writes:
                 f.result()  # a failed write stops the run
-            saves = [f for f in saves if f not in finished]
-            done += len(chunk)
+            writes = [pool.submit(save, u.key, states[: int(real.sum())].to(torch.float16)
+                                  .clone())
+                      for u, states, real in zip(chunk, padded, mask, strict=True)]
             if on_progress:
-                on_progress(done, len(todo))
-        for f in saves:
+                on_progress(min(len(todo), (i + 1) * step), len(todo))
+        for f in writes:
             f.result()
     return cache
 

@@ -176,7 +176,7 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
     for name, p in model.named_parameters():
         if p.requires_grad:
             (top if name.startswith("encoder_top.")
-             else dec if decoder and name.startswith(decoder) else new).append(p)
+             else dec if name.startswith(decoder) else new).append(p)
     groups = [{"params": new, "lr_scale": 1.0}]
     if top:
         groups.append({"params": top, "lr_scale": config.encoder_lr_scale})
