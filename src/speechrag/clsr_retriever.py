@@ -1,8 +1,8 @@
 """CLSR behind the one retriever interface: a trained checkpoint indexes and searches.
 
 Segments go through Whisper's encoder on their actual length (each stretch of audio
-once), then the checkpoint's CIF, decoder, VQ adaptor and the frozen text encoder;
-the decoded tokens are kept as a rough transcript at no extra cost.
+once), then the checkpoint's CIF and decoder (or its CTC aligner), VQ adaptor and the
+frozen text encoder; the decoded tokens are kept as a rough transcript at no extra cost.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Question Answering (Hu et al., 2025), https://arxiv.org/abs/2511.09282
       -> VQ adaptor (one-hot, straight-through) -> word embeddings (B, N, E)
       -> pretrained text encoder -> (B, E_out)       frozen; gradients pass through it
 
+With ``aligner = "ctc"`` a CTC head (models/ctc.py) takes the place of CIF and the
+decoder: each run of its greedy path is a token, with the logits of its first state,
+and CTC takes the place of CE and MAE in the loss.
+
 Questions go through the same text encoder as text. Loss (CLSR's L_total):
 (1 - a - b) CE + a |sum(alpha) - N| + b InfoNCE. A checkpoint holds the config and
 only the trained weights; the pretrained parts are named by asset and checksum.
@@ -28,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechrag.alignment import AlignmentConfig, alignment_loss
-from speechrag.losses import ClsrLoss, quantity_loss
+from speechrag.losses import ClsrLoss, info_nce, quantity_loss
 from speechrag.models.cif import CifPredictor
+from speechrag.models.ctc import CtcHead, ctc_loss, greedy_tokens
 from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.models.glancing import glancing_mask
@@ -69,6 +74,11 @@ class ClsrConfig:
     # layer plus a blank: supervises which states carry which token, the alignment CIF
     # has to find on its own (the feasibility probe's main lever). 0 turns it off.
     ctc_weight: float = 0.0
+    # What finds the tokens in the speech. "cif" (the paper's): integrate-and-fire, then
+    # the NAR decoder. "ctc": a CTC head on the averaged states (models/ctc.py; no CIF,
+    # no decoder): each run of its greedy path is a token, whose logits go on to the VQ
+    # adaptor; the loss is (1 - b) CTC + b InfoNCE (CTC in place of CE and MAE).
+    aligner: str = "cif"
     # Output vocabulary: the text tokenizer's tokens seen at least this often in the
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
@@ -106,6 +116,19 @@ class ClsrConfig:
         if config.decoder.init not in ("", "whisper"):
             raise ValueError(f"CLSR decoder config: init must be '' or 'whisper', not "
                              f"{config.decoder.init!r}")
+        if config.aligner not in ("cif", "ctc"):
+            raise ValueError(f"CLSR config: aligner must be 'cif' or 'ctc', not "
+                             f"{config.aligner!r}")
+        if config.aligner == "ctc":
+            # settings of parts the CTC aligner does not have
+            cif_only = {"glancing_ratio": config.glancing_ratio > 0,
+                        "ctc_weight": config.ctc_weight > 0,
+                        "align_weight": config.align_weight > 0,
+                        "decoder.init": config.decoder.init != ""}
+            bad = [k for k, on in cif_only.items() if on]
+            if bad:
+                raise ValueError(f"CLSR config: aligner 'ctc' has no CIF or decoder, so "
+                                 f"{', '.join(bad)} cannot be set")
         return config
 
 
@@ -129,9 +152,11 @@ class ClsrModel(FrozenTextModel):
         words = full[vocab_ids]
         d = config.decoder.d_model
         self.proj = nn.Linear(config.d_encoder, d)
-        self.cif = CifPredictor(d, bias_init=config.cif_bias_init,
-                                tail_threshold=config.tail_threshold)
-        self.decoder = NarDecoder(config.decoder, d_encoder=d, word_embeddings=words)
+        self.ctc = CtcHead(d, words) if config.aligner == "ctc" else None
+        if self.ctc is None:
+            self.cif = CifPredictor(d, bias_init=config.cif_bias_init,
+                                    tail_threshold=config.tail_threshold)
+            self.decoder = NarDecoder(config.decoder, d_encoder=d, word_embeddings=words)
         self.vq = VQAdaptor(words, config.vq_temperature)
         self.align_proj = nn.Linear(d, text.dim) if config.align_weight > 0 else None
         # target tokens shown by the glancing sampler: word embedding (E) -> decoder width
@@ -235,6 +260,24 @@ class ClsrModel(FrozenTextModel):
                 "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden,
                 "states": h, "state_mask": state_mask, **extra}
 
+    def _ctc_decode(self, states: torch.Tensor, state_mask: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+        """The CTC aligner: logits (B, N, V') of the first state of each run of the greedy
+        path, n_tokens (B,), and the head's ctc_logits (B, S', 1 + V') with their
+        state_mask (B, S')."""
+        if self.encoder_top is not None:
+            states = self.encoder_top(states, state_mask)
+        h, state_mask = self._project(states, state_mask)
+        assert self.ctc is not None
+        frames = self.ctc(self._timed(h, state_mask))
+        # room for [CLS] and [SEP] in the text encoder's positions
+        limit = self.text.transformer.config.max_position_embeddings - 2
+        first, n_tokens = greedy_tokens(frames.detach(), state_mask, limit)
+        logits = frames[:, :, 1:].gather(1, first[..., None].expand(-1, -1,
+                                                                     frames.shape[2] - 1))
+        return {"logits": logits, "n_tokens": n_tokens, "ctc_logits": frames,
+                "state_mask": state_mask}
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """texts -> (N, E_out) unit norm: the text encoder's own sentence embedding, the
         space the speech embeddings are trained into (CLSR's question side)."""
@@ -247,11 +290,7 @@ class ClsrModel(FrozenTextModel):
         Mean over the batch of the per-utterance loss divided by its target length."""
         assert self.ctc_blank is not None
         logits = torch.cat([self.ctc_blank(states), self.decoder.output(states)], dim=-1)
-        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (S', B, 1 + V')
-        real = local != IGNORE
-        return F.ctc_loss(log_probs, (local + 1).masked_fill(~real, 0),
-                          state_mask.sum(1), real.sum(1), blank=0, reduction="mean",
-                          zero_infinity=True)
+        return ctc_loss(logits, state_mask, local, IGNORE)
 
     def forward(self, states: torch.Tensor, state_mask: torch.Tensor,
                 target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -262,7 +301,8 @@ class ClsrModel(FrozenTextModel):
         raw, cif_tokens (B, N, D), token_ids (B, N) tokenizer ids, speech_emb (B, E_out)
         unit norm.
         """
-        out = self._decode(states, state_mask, target_lengths)
+        out = (self._ctc_decode(states, state_mask) if self.ctc is not None
+               else self._decode(states, state_mask, target_lengths))
         embeds, local = self.vq(out["logits"])
         if not self.config.vq:  # ablation: the soft token mixture, no argmax
             p = F.softmax(out["logits"] / self.config.vq_temperature, dim=-1)
@@ -283,6 +323,9 @@ class ClsrModel(FrozenTextModel):
         """
         lengths = (targets != IGNORE).sum(dim=1)
         local = torch.where(targets == IGNORE, targets, self.to_local[targets.clamp(min=0)])
+        if self.ctc is not None:
+            return self._ctc_training_loss(states, state_mask, local, query_ids,
+                                           query_lengths, contrastive)
         if not contrastive:
             out = self._decode(states, state_mask, lengths, glance_targets=local)
             # with the glancing sampler, CE scores only the positions not revealed
@@ -327,10 +370,30 @@ class ClsrModel(FrozenTextModel):
         parts["token_acc"] = correct.sum() / lengths.sum().clamp(min=1)
         return parts
 
+    def _ctc_training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
+                           local: torch.Tensor, query_ids: torch.Tensor,
+                           query_lengths: torch.Tensor, contrastive: bool
+                           ) -> dict[str, torch.Tensor]:
+        """The CTC aligner's loss: CTC alone in ASR pretraining, (1 - b) CTC + b InfoNCE
+        after; local (B, N) target ids in the kept vocabulary (IGNORE on padding)."""
+        if contrastive:
+            out = self(states, state_mask)
+            with torch.no_grad():
+                q = self.text.encode_embeddings(
+                    self.text.word_embeddings[query_ids.clamp(min=0)], query_lengths)
+            nll = info_nce(q, out["speech_emb"], self.config.nce_temperature)
+        else:  # no text encoder needed
+            out = self._ctc_decode(states, state_mask)
+            nll = states.new_zeros(())
+        ctc = ctc_loss(out["ctc_logits"], out["state_mask"], local, IGNORE)
+        b = self.config.loss_b if contrastive else 0.0
+        return {"loss": (1 - b) * ctc + b * nll, "ctc": ctc, "nll": nll}
+
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """Only what training changes: the frozen text encoder and the word-embedding
         copies are rebuilt from their assets at load time."""
-        frozen = ("text_model.", "vq.word_embeddings", "decoder.word_embeddings")
+        frozen = ("text_model.", "vq.word_embeddings", "decoder.word_embeddings",
+                  "ctc.word_embeddings")
         return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:

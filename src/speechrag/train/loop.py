@@ -98,7 +98,7 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "nll", "align")
+LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "ctc", "nll", "align")
 VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %",
             "val_spoken_r1": "spoken query -> text R@1 %"}
 

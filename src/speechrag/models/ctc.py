@@ -1,0 +1,74 @@
+"""CTC over the text encoder's vocabulary: a loss, and a token finder that can stand in
+for CIF.
+
+CLSR (../shared/papers/000) finds its tokens with CIF, which must learn where each token
+lies and, through the decoder, which token it is, at once; on the 2-core CPU machine it
+was still emitting the commonest words after 75 minutes of training. CTC learns the
+alignment by marginalizing over it: a CPU probe (``benchmarks/ctc_probe.py``) saw a
+linear CTC head on the same frozen Whisper states reach 51% WER after 10 minutes. Used
+as CLSR's ``aligner = "ctc"`` (the idea of Paraformer-v2, An et al. 2024,
+https://arxiv.org/abs/2409.17746: CTC instead of CIF finds the tokens, which suits
+English subword units better), each segment of the greedy path is one token, and the
+logits of its first state go on to the VQ adaptor and the text encoder, so the
+contrastive loss trains the head end to end through the straight-through one-hot.
+
+Shapes: B batch, S' states (after CLSR's averaging), D width, E text-encoder width,
+V' kept vocabulary, N tokens. Class 0 is the blank; token i (local id) is class i + 1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CtcHead(nn.Module):
+    """States (B, S', D) -> logits (B, S', 1 + V'): the blank's own logit, then a map to
+    the text encoder's word space times its (frozen) word embeddings of the kept
+    vocabulary, plus a bias (CLSR's tied output layer, so the head stays small)."""
+
+    def __init__(self, d: int, word_embeddings: torch.Tensor) -> None:
+        """word_embeddings (V', E): the kept rows of the text encoder's input embeddings."""
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.blank = nn.Linear(d, 1)
+        self.to_word_space = nn.Linear(d, word_embeddings.shape[1])
+        self.register_buffer("word_embeddings", word_embeddings.detach().clone())
+        self.out_bias = nn.Parameter(torch.zeros(word_embeddings.shape[0]))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.norm(h)
+        words = self.to_word_space(h) @ self.word_embeddings.T.to(h.dtype) + self.out_bias
+        return torch.cat([self.blank(h), words], dim=-1)
+
+
+def ctc_loss(logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor,
+             ignore: int) -> torch.Tensor:
+    """logits (B, S', 1 + V'), mask (B, S') True on real states, targets (B, N) local ids
+    (``ignore`` on padding) -> the mean over the batch of each utterance's CTC loss
+    divided by its target length (an impossible alignment counts zero)."""
+    log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (S', B, 1 + V')
+    real = targets != ignore
+    return F.ctc_loss(log_probs, (targets + 1).masked_fill(~real, 0), mask.sum(1),
+                      real.sum(1), blank=0, reduction="mean", zero_infinity=True)
+
+
+def greedy_tokens(logits: torch.Tensor, mask: torch.Tensor, max_tokens: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC's greedy path: the best class per state, runs merged, blanks dropped.
+
+    logits (B, S', 1 + V'), mask (B, S') -> first (B, N) the state index where each
+    token's run starts (0 on padding), n_tokens (B,), N = max(1, most tokens in a row);
+    at most ``max_tokens`` per row (the text encoder's limit), the first ones kept."""
+    best = logits.argmax(-1).masked_fill(~mask, 0)  # (B, S')
+    prev = F.pad(best[:, :-1], (1, 0), value=0)
+    start = (best > 0) & (best != prev)
+    order = start.long().cumsum(1)  # 1-based token number at each start
+    start &= order <= max_tokens
+    n_tokens = start.sum(1)
+    n = max(1, int(n_tokens.max()) if len(n_tokens) else 1)
+    first = torch.zeros(best.shape[0], n, dtype=torch.long, device=best.device)
+    rows, cols = start.nonzero(as_tuple=True)
+    first[rows, order[rows, cols] - 1] = cols
+    return first, n_tokens
