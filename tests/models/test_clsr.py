@@ -345,3 +345,29 @@ def test_ctc_aligner_learns_real_utterances_and_round_trips(text: TextEncoder, b
 def test_ctc_aligner_refuses_settings_it_cannot_honour(setting: dict) -> None:
     with pytest.raises(ValueError, match="aligner"):
         ClsrConfig.from_dict({**SMALL.to_dict(), **setting})
+
+
+def test_shipped_checkpoint_finds_spoken_passages(speech_dir: Path, tmp_path: Path) -> None:
+    """`--model clsr` is the trained checkpoint in the package (the CTC aligner): it
+    indexes real speech, its rough transcripts are mostly the words spoken, and written
+    questions find their recordings."""
+    import speechrag
+    from speechrag.metrics import wer
+    from speechrag.retrievers import TRAINED_DIR, preset_names, resolve_spec
+    from speechrag.segment import SegmenterConfig
+
+    assert "clsr" in preset_names() and resolve_spec("clsr")["kind"] == "clsr"
+    model = ClsrModel.load(TRAINED_DIR / "clsr.pt")
+    assert model.config.whisper == "whisper-base" and model.config.aligner == "ctc"
+    assert (TRAINED_DIR / "clsr.pt").stat().st_size < 4 * 2**20  # trained parts only
+    report = speechrag.index_audio([speech_dir], tmp_path / "ix", model="clsr",
+                                   segmenter=SegmenterConfig(window_s=40, hop_s=20))
+    assert len(report.indexed) == 3 and not report.failed
+    hits = {h.source.split("/")[-1].removesuffix(".wav"): h
+            for h in speechrag.search(tmp_path / "ix", "hot lava and ash", k=3)}
+    assert wer(list(TOPICS.values()), [hits[k].text for k in TOPICS]) < 0.5
+    for question, topic in [("hot lava and ash from a magma chamber", "volcano"),
+                            ("a wooden instrument played with a bow", "violin"),
+                            ("flour and water baked in an oven", "bread")]:
+        top = speechrag.search(tmp_path / "ix", question, k=1)[0]
+        assert top.source.endswith(f"{topic}.wav"), (question, top)
