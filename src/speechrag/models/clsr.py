@@ -260,16 +260,21 @@ class ClsrModel(FrozenTextModel):
                 "alphas": alphas, "cif_tokens": tokens, "decoder_states": hidden,
                 "states": h, "state_mask": state_mask, **extra}
 
+    def _ctc_frames(self, states: torch.Tensor, state_mask: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC aligner's head: logits (B, S', 1 + V') and their state mask (B, S')."""
+        if self.encoder_top is not None:
+            states = self.encoder_top(states, state_mask)
+        h, state_mask = self._project(states, state_mask)
+        assert self.ctc is not None
+        return self.ctc(self._timed(h, state_mask)), state_mask
+
     def _ctc_decode(self, states: torch.Tensor, state_mask: torch.Tensor
                     ) -> dict[str, torch.Tensor]:
         """The CTC aligner: logits (B, N, V') of the first state of each run of the greedy
         path, n_tokens (B,), and the head's ctc_logits (B, S', 1 + V') with their
         state_mask (B, S')."""
-        if self.encoder_top is not None:
-            states = self.encoder_top(states, state_mask)
-        h, state_mask = self._project(states, state_mask)
-        assert self.ctc is not None
-        frames = self.ctc(self._timed(h, state_mask))
+        frames, state_mask = self._ctc_frames(states, state_mask)
         # room for [CLS] and [SEP] in the text encoder's positions
         limit = self.text.transformer.config.max_position_embeddings - 2
         first, n_tokens = greedy_tokens(frames.detach(), state_mask, limit)
@@ -277,6 +282,14 @@ class ClsrModel(FrozenTextModel):
                                                                      frames.shape[2] - 1))
         return {"logits": logits, "n_tokens": n_tokens, "ctc_logits": frames,
                 "state_mask": state_mask}
+
+    @torch.no_grad()
+    def _query_embeddings(self, query_ids: torch.Tensor, query_lengths: torch.Tensor
+                          ) -> torch.Tensor:
+        """The paired questions (B, Q) token ids -> (B, E_out), through the frozen text
+        encoder."""
+        return self.text.encode_embeddings(
+            self.text.word_embeddings[query_ids.clamp(min=0)], query_lengths)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """texts -> (N, E_out) unit norm: the text encoder's own sentence embedding, the
@@ -343,10 +356,8 @@ class ClsrModel(FrozenTextModel):
                 parts["glanced"] = out["glanced"].sum() / lengths.sum().clamp(min=1)
         else:
             out = self(states, state_mask, lengths)
-            with torch.no_grad():
-                q = self.text.encode_embeddings(
-                    self.text.word_embeddings[query_ids.clamp(min=0)], query_lengths)
-            parts = self.loss(out["logits"], local, out["alphas"], lengths, q,
+            parts = self.loss(out["logits"], local, out["alphas"], lengths,
+                              self._query_embeddings(query_ids, query_lengths),
                               out["speech_emb"])
         if self.config.cif_ce_weight > 0:
             cif_logits = self.decoder.output(out["cif_tokens"])
@@ -378,14 +389,13 @@ class ClsrModel(FrozenTextModel):
         after; local (B, N) target ids in the kept vocabulary (IGNORE on padding)."""
         if contrastive:
             out = self(states, state_mask)
-            with torch.no_grad():
-                q = self.text.encode_embeddings(
-                    self.text.word_embeddings[query_ids.clamp(min=0)], query_lengths)
-            nll = info_nce(q, out["speech_emb"], self.config.nce_temperature)
-        else:  # no text encoder needed
-            out = self._ctc_decode(states, state_mask)
+            nll = info_nce(self._query_embeddings(query_ids, query_lengths),
+                           out["speech_emb"], self.config.nce_temperature)
+            frames, mask = out["ctc_logits"], out["state_mask"]
+        else:  # stage 1 needs neither the greedy path nor the text encoder
+            frames, mask = self._ctc_frames(states, state_mask)
             nll = states.new_zeros(())
-        ctc = ctc_loss(out["ctc_logits"], out["state_mask"], local, IGNORE)
+        ctc = ctc_loss(frames, mask, local, IGNORE)
         b = self.config.loss_b if contrastive else 0.0
         return {"loss": (1 - b) * ctc + b * nll, "ctc": ctc, "nll": nll}
 
