@@ -33,14 +33,20 @@ def test_forward_shapes(text: TextEncoder, batch: dict) -> None:
     assert torch.all(out["alphas"][~pooled_mask] == 0)
 
 
-def test_pooling_ignores_padding(text: TextEncoder) -> None:
-    model = ClsrModel(SMALL, text)
+@pytest.mark.parametrize("pooling", ["mean", "stack"])
+def test_pooling_ignores_padding(text: TextEncoder, pooling: str) -> None:
+    model = ClsrModel(ClsrConfig.from_dict({**SMALL.to_dict(), "state_pooling": pooling}), text)
     states = torch.randn(2, 7, 384)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
     h, m = model._project(states, mask)
     assert h.shape[1] == 3 and m.tolist() == [[True] * 3, [True, True, False]]
+    assert torch.all(h[1, 2] == 0)
     alone, _ = model._project(states[1:, :4], mask[1:, :4])
     torch.testing.assert_close(h[1, :2], alone[0])
+    # only stacking tells the order of the states inside a group
+    swapped, _ = model._project(states[:, [1, 0, 2, 3, 4, 5, 6]], mask)
+    assert torch.allclose(swapped[:, 0], h[:, 0]) == (pooling == "mean")
+    torch.testing.assert_close(swapped[:, 1:], h[:, 1:])
 
 
 @pytest.fixture(scope="module")
@@ -297,14 +303,16 @@ def test_whisper_decoder_init_needs_whisper_shapes(text: TextEncoder) -> None:
         ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {"init": "bert"}})
 
 
+@pytest.mark.parametrize("variant", [{}, {"state_pooling": "stack", "ctc_blocks": 1}],
+                         ids=["linear", "stacked-ffn"])
 def test_ctc_aligner_learns_real_utterances_and_round_trips(text: TextEncoder, batch: dict,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, variant: dict) -> None:
     """aligner "ctc": no CIF or decoder; CTC pretraining on three real utterances makes
     the greedy path spell them, the contrastive stage trains through the VQ adaptor, and a
     checkpoint reloads to the same tokens and embeddings without the frozen tables."""
     from speechrag.metrics import wer
 
-    config = ClsrConfig.from_dict({**SMALL.to_dict(), "aligner": "ctc"})
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), "aligner": "ctc", **variant})
     torch.manual_seed(0)
     model = ClsrModel(config, text).train()
     assert not hasattr(model, "cif") and not hasattr(model, "decoder")
@@ -341,10 +349,16 @@ def test_ctc_aligner_learns_real_utterances_and_round_trips(text: TextEncoder, b
 
 
 @pytest.mark.parametrize("setting", [{"aligner": "rnnt"}, {"aligner": "ctc", "ctc_weight": 0.3},
-                                     {"aligner": "ctc", "glancing_ratio": 0.75}])
+                                     {"aligner": "ctc", "glancing_ratio": 0.75},
+                                     {"ctc_blocks": 1}])
 def test_ctc_aligner_refuses_settings_it_cannot_honour(setting: dict) -> None:
     with pytest.raises(ValueError, match="aligner"):
         ClsrConfig.from_dict({**SMALL.to_dict(), **setting})
+
+
+def test_unknown_pooling_is_refused() -> None:
+    with pytest.raises(ValueError, match="state_pooling must be 'mean' or 'stack', not 'max'"):
+        ClsrConfig.from_dict({**SMALL.to_dict(), "state_pooling": "max"})
 
 
 def test_shipped_checkpoint_finds_spoken_passages(speech_dir: Path, tmp_path: Path) -> None:

@@ -59,3 +59,20 @@ def test_head_is_tied_to_the_word_embeddings_and_trains() -> None:
     loss.backward()
     assert h.grad is not None and head.to_word_space.weight.grad is not None
     assert not any(n.startswith("word_embeddings") for n, _ in head.named_parameters())
+
+
+def test_feed_forward_blocks_start_near_the_linear_head_and_train() -> None:
+    """Blocks are residual: the head with them reads the states like the linear head plus
+    a correction, and the loss reaches every block."""
+    torch.manual_seed(0)
+    words = torch.randn(7, 12)
+    head = CtcHead(16, words, blocks=2)
+    assert len(head.blocks) == 2
+    h = torch.randn(2, 9, 16)
+    loss = ctc_loss(head(h), torch.ones(2, 9, dtype=torch.bool), torch.tensor([[1, 2], [3, 3]]),
+                    -100)
+    loss.backward()
+    for block in head.blocks:
+        assert block.up.weight.grad is not None and block.up.weight.grad.abs().sum() > 0
+    linear = CtcHead(16, words)
+    assert len(linear.blocks) == 0 and set(linear.state_dict()) < set(head.state_dict())

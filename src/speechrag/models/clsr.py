@@ -57,6 +57,10 @@ class ClsrConfig:
     # decoder's cross-attention projects every state in every layer: on 2 CPU cores a
     # stage-1 step (16 utterances up to 50 s) took 7.2 s with stride 1.
     state_stride: int = 3
+    # How each group of state_stride states becomes one: "mean" (project each state,
+    # average the group) or "stack" (concatenate the group, then project: the same
+    # multiply-adds, but the order of the states inside a group is kept).
+    state_pooling: str = "mean"
     decoder: NarDecoderConfig = field(default_factory=NarDecoderConfig)
     cif_bias_init: float = -2.5
     tail_threshold: float = 0.5
@@ -79,6 +83,9 @@ class ClsrConfig:
     # no decoder): each run of its greedy path is a token, whose logits go on to the VQ
     # adaptor; the loss is (1 - b) CTC + b InfoNCE (CTC in place of CE and MAE).
     aligner: str = "cif"
+    # Residual feed-forward blocks in the CTC aligner's head before its output layer
+    # (models/ctc.py; 0: the head is linear).
+    ctc_blocks: int = 0
     # Output vocabulary: the text tokenizer's tokens seen at least this often in the
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
@@ -119,6 +126,11 @@ class ClsrConfig:
         if config.aligner not in ("cif", "ctc"):
             raise ValueError(f"CLSR config: aligner must be 'cif' or 'ctc', not "
                              f"{config.aligner!r}")
+        if config.state_pooling not in ("mean", "stack"):
+            raise ValueError(f"CLSR config: state_pooling must be 'mean' or 'stack', not "
+                             f"{config.state_pooling!r}")
+        if config.ctc_blocks and config.aligner != "ctc":
+            raise ValueError("CLSR config: ctc_blocks needs aligner 'ctc'")
         if config.aligner == "ctc":
             # settings of parts the CTC aligner does not have
             cif_only = {"glancing_ratio": config.glancing_ratio > 0,
@@ -151,8 +163,9 @@ class ClsrModel(FrozenTextModel):
         self.register_buffer("to_local", to_local, persistent=False)  # tokenizer id -> local
         words = full[vocab_ids]
         d = config.decoder.d_model
-        self.proj = nn.Linear(config.d_encoder, d)
-        self.ctc = CtcHead(d, words) if config.aligner == "ctc" else None
+        stacked = config.state_stride if config.state_pooling == "stack" else 1
+        self.proj = nn.Linear(stacked * config.d_encoder, d)
+        self.ctc = CtcHead(d, words, config.ctc_blocks) if config.aligner == "ctc" else None
         if self.ctc is None:
             self.cif = CifPredictor(d, bias_init=config.cif_bias_init,
                                     tail_threshold=config.tail_threshold)
@@ -210,18 +223,23 @@ class ClsrModel(FrozenTextModel):
     def _project(self, states: torch.Tensor, state_mask: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S, D_enc), (B, S) -> (B, S', D), (B, S') with S' = ceil(S / state_stride):
-        the mean of each group of real states (padding does not dilute a group)."""
-        h = self.proj(states) * state_mask[..., None]
+        each group of states projected and averaged over its real states ("mean";
+        padding does not dilute a group), or concatenated in order, padding as zeros,
+        and projected ("stack"). A group is real when any of its states is."""
         k = self.config.state_stride
         if k == 1:
-            return h, state_mask
-        pad = (-h.shape[1]) % k
-        h = F.pad(h, (0, 0, 0, pad))
-        m = F.pad(state_mask, (0, pad)).to(h.dtype)
-        b, s, d = h.shape
-        total = h.view(b, s // k, k, d).sum(2)
-        count = m.view(b, s // k, k).sum(2)
-        return total / count.clamp(min=1)[..., None], count > 0
+            return self.proj(states) * state_mask[..., None], state_mask
+        pad = (-states.shape[1]) % k
+        m = F.pad(state_mask, (0, pad))
+        b, s = m.shape
+        real = m.view(b, s // k, k).any(2)
+        if self.config.state_pooling == "stack":
+            x = F.pad(states * state_mask[..., None], (0, 0, 0, pad))
+            return self.proj(x.reshape(b, s // k, -1)) * real[..., None], real
+        h = F.pad(self.proj(states) * state_mask[..., None], (0, 0, 0, pad))
+        total = h.view(b, s // k, k, -1).sum(2)
+        count = m.view(b, s // k, k).sum(2).to(h.dtype)
+        return total / count.clamp(min=1)[..., None], real
 
     def _timed(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, S', D) -> the same plus absolute-time sinusoids (zero on padding)."""

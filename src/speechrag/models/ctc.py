@@ -23,14 +23,34 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class CtcHead(nn.Module):
-    """States (B, S', D) -> logits (B, S', 1 + V'): the blank's own logit, then a map to
-    the text encoder's word space times its (frozen) word embeddings of the kept
-    vocabulary, plus a bias (CLSR's tied output layer, so the head stays small)."""
+class FeedForward(nn.Module):
+    """A pre-norm residual block: (..., D) -> (..., D), x + W2 gelu(W1 norm(x))."""
 
-    def __init__(self, d: int, word_embeddings: torch.Tensor) -> None:
+    def __init__(self, d: int, expand: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.up = nn.Linear(d, expand * d)
+        self.down = nn.Linear(expand * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(F.gelu(self.up(self.norm(x))))
+
+
+class CtcHead(nn.Module):
+    """States (B, S', D) -> logits (B, S', 1 + V'): ``blocks`` residual feed-forward
+    blocks (none: the head is linear), then the blank's own logit and a map to the text
+    encoder's word space times its (frozen) word embeddings of the kept vocabulary, plus
+    a bias (CLSR's tied output layer, so the head stays small).
+
+    Feed-forward blocks rather than attention: the Whisper states already carry their
+    context, and a probe saw two Transformer layers cost twice a linear head's time per
+    step on the CPU; a block adds a nonlinearity per state at a fraction of the output
+    layer's cost."""
+
+    def __init__(self, d: int, word_embeddings: torch.Tensor, blocks: int = 0) -> None:
         """word_embeddings (V', E): the kept rows of the text encoder's input embeddings."""
         super().__init__()
+        self.blocks = nn.Sequential(*(FeedForward(d) for _ in range(blocks)))
         self.norm = nn.LayerNorm(d)
         self.blank = nn.Linear(d, 1)
         self.to_word_space = nn.Linear(d, word_embeddings.shape[1])
@@ -38,7 +58,7 @@ class CtcHead(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(word_embeddings.shape[0]))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = self.norm(h)
+        h = self.norm(self.blocks(h))
         words = self.to_word_space(h) @ self.word_embeddings.T.to(h.dtype) + self.out_bias
         return torch.cat([self.blank(h), words], dim=-1)
 
