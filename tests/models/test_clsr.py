@@ -145,6 +145,35 @@ def test_restricted_vocabulary(text: TextEncoder, batch: dict, tmp_path: Path) -
     assert torch.equal(again["token_ids"], out["token_ids"])
 
 
+def test_rare_tokens_are_spelled_with_kept_pieces(text: TextEncoder, batch: dict) -> None:
+    """With ``rare_tokens = "spell"`` a target token outside the kept vocabulary becomes
+    kept pieces that read the same, never [UNK]; "unk" keeps the old mapping."""
+    from speechrag.train.data import train_vocabulary
+
+    vocab = train_vocabulary(text, 20)
+    tok = text.model.tokenizer
+    config = ClsrConfig.from_dict({**SMALL.to_dict(), "rare_tokens": "spell"})
+    torch.manual_seed(0)
+    model = ClsrModel(config, text, vocab).train()
+    targets = batch["targets"]
+    kept = set(model.vocab_ids.tolist())
+    rare = {i for i in targets.flatten().tolist() if i != IGNORE and i not in kept}
+    assert rare  # "volcano", "magma", ... are rarer than 20 in the train split
+    spelled = model._spelled(targets)
+    assert spelled.shape[1] > targets.shape[1]
+    for before, after in zip(targets.tolist(), spelled.tolist(), strict=True):
+        after = [i for i in after if i != IGNORE]
+        assert set(after) <= kept - {tok.unk_token_id}
+        assert tok.decode(after) == tok.decode([i for i in before if i != IGNORE])
+    parts = model.training_loss(**batch)
+    parts["loss"].backward()
+    assert torch.isfinite(parts["loss"])
+    plain = ClsrModel(SMALL, text, vocab)
+    assert plain.to_local[sorted(rare)[0]] == plain.to_local[tok.unk_token_id]
+    with pytest.raises(ValueError, match="rare_tokens must be 'unk' or 'spell', not 'drop'"):
+        ClsrConfig.from_dict({**SMALL.to_dict(), "rare_tokens": "drop"})
+
+
 @pytest.mark.parametrize("variant", [
     {"align_weight": 0.5, "alignment": {"similarity": "cosine", "layers": [[-1, -1]]}},
     {"align_weight": 0.5, "alignment": {"similarity": "wasserstein", "layers": [[0, 3], [1, 6]],

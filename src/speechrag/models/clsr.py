@@ -41,6 +41,7 @@ from speechrag.models.glancing import glancing_mask
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
 from speechrag.models.quantizer import VQAdaptor
 from speechrag.text_encoder import TextEncoder
+from speechrag.vocab import respell, spelling_table
 
 CHECKPOINT_FORMAT = 1
 IGNORE = -100  # target id on padding
@@ -90,6 +91,11 @@ class ClsrConfig:
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
     vocab_min_count: int = 2
+    # A transcript token outside the kept vocabulary becomes, as a training target,
+    # "unk": [UNK] (it can never be emitted), or "spell": its spelling in kept WordPiece
+    # pieces ("sumatra" -> "sum ##at ##ra", speechrag.vocab), so rare words, which are
+    # what questions ask about, stay reachable.
+    rare_tokens: str = "unk"
     # The VQ adaptor (CLSR's ablation: R@1 42.52 with it, 15.29 without). False feeds the
     # text encoder the soft mixture softmax(logits / T) @ E instead of the argmax token.
     vq: bool = True
@@ -129,6 +135,9 @@ class ClsrConfig:
         if config.state_pooling not in ("mean", "stack"):
             raise ValueError(f"CLSR config: state_pooling must be 'mean' or 'stack', not "
                              f"{config.state_pooling!r}")
+        if config.rare_tokens not in ("unk", "spell"):
+            raise ValueError(f"CLSR config: rare_tokens must be 'unk' or 'spell', not "
+                             f"{config.rare_tokens!r}")
         if config.ctc_blocks and config.aligner != "ctc":
             raise ValueError("CLSR config: ctc_blocks needs aligner 'ctc'")
         if config.aligner == "ctc":
@@ -161,6 +170,7 @@ class ClsrModel(FrozenTextModel):
         to_local = torch.full((full.shape[0],), int((vocab_ids == unk).nonzero()))
         to_local[vocab_ids] = torch.arange(len(vocab_ids))
         self.register_buffer("to_local", to_local, persistent=False)  # tokenizer id -> local
+        self._spelling: dict[int, list[int]] | None = None  # rare_tokens = "spell"
         words = full[vocab_ids]
         d = config.decoder.d_model
         stacked = config.state_stride if config.state_pooling == "stack" else 1
@@ -352,6 +362,8 @@ class ClsrModel(FrozenTextModel):
         With ``contrastive=False`` (ASR pretraining) the text encoder is skipped: "loss"
         is (1 - a) CE + a MAE and "nll" is zero.
         """
+        if self.config.rare_tokens == "spell":
+            targets = self._spelled(targets)
         lengths = (targets != IGNORE).sum(dim=1)
         local = torch.where(targets == IGNORE, targets, self.to_local[targets.clamp(min=0)])
         if self.ctc is not None:
@@ -398,6 +410,17 @@ class ClsrModel(FrozenTextModel):
         correct = (out["token_ids"] == targets) & (targets != IGNORE)
         parts["token_acc"] = correct.sum() / lengths.sum().clamp(min=1)
         return parts
+
+    def _spelled(self, targets: torch.Tensor) -> torch.Tensor:
+        """targets (B, N) tokenizer ids, IGNORE on padding -> (B, N') the same with each
+        token outside the kept vocabulary written in kept pieces (``rare_tokens``)."""
+        if self._spelling is None:  # built on first use: inference never needs it
+            self._spelling = spelling_table(self.text.model.tokenizer,
+                                            self.vocab_ids.tolist())
+        rows = [respell([i for i in row if i != IGNORE], self._spelling)
+                for row in targets.tolist()]
+        n = max(1, max(map(len, rows)))
+        return torch.tensor([r + [IGNORE] * (n - len(r)) for r in rows], device=targets.device)
 
     def _ctc_training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
                            local: torch.Tensor, query_ids: torch.Tensor,
