@@ -28,6 +28,8 @@ def slice_corpus(src: Path, out: Path, start: int, stop: int | None = None,
                  spoken: bool = True) -> int:
     """Write the slice into ``out`` (new or empty), with the spoken queries of its
     passages if ``spoken``; -> the number of passages in it."""
+    if start < 0 or (stop is not None and stop < 0):
+        raise ValueError(f"{src}: passage positions count from 0 (got [{start}, {stop}))")
     corpus = load_corpus(src)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out}: exists and is not empty")

@@ -52,6 +52,9 @@ def test_slice_refuses_an_empty_range_or_a_used_directory(train_corpus: Path,
                                                           tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no passages"):
         corpus_slice.slice_corpus(train_corpus, tmp_path / "none", 8)
+    with pytest.raises(ValueError, match="count from 0"):
+        corpus_slice.slice_corpus(train_corpus, tmp_path / "none", -3)
+    assert not (tmp_path / "none").exists()
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("mine")
