@@ -35,6 +35,16 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.down(F.gelu(self.up(self.norm(x))))
 
+    @torch.no_grad()
+    def start_as_identity(self) -> None:
+        """Zero the output projection, so the block passes its input through unchanged
+        until training moves it: a block added to a trained head (``--init`` with more
+        ``ctc_blocks``) then starts from the trained model's function instead of adding
+        noise to it (the residual branch's first gradient still flows, through
+        ``down``)."""
+        self.down.weight.zero_()
+        self.down.bias.zero_()
+
 
 class CtcHead(nn.Module):
     """States (B, S', D) -> logits (B, S', 1 + V'): ``blocks`` residual feed-forward

@@ -194,6 +194,33 @@ def init_changes(old: Any, new: Any) -> dict[str, list[Any]]:
     return {k: [a[k], b[k]] for k in b if a.get(k) != b[k]}
 
 
+def load_init_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load an ``--init`` checkpoint's trained weights into ``model``, whose config may
+    add parts; -> the names of the added modules that start as the identity.
+
+    Every saved weight must fit (ValueError otherwise). Weights the checkpoint lacks keep
+    their fresh initialization, except that a module with ``start_as_identity()`` (a
+    residual block) that is wholly new is zeroed into a pass-through, so a deeper head
+    starts as the trained one (function-preserving growth, as in Net2Net, Chen et al.
+    2016) rather than from a random perturbation of it."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a tensor of another shape
+        raise ValueError("weights do not fit this run's model config "
+                         f"({str(err).splitlines()[-1].strip()})") from err
+    if unexpected or any(k in state for k in missing):
+        raise ValueError("weights do not fit this run's model config")
+    new = set(missing)
+    identity = []
+    for name, module in model.named_modules():
+        start = getattr(module, "start_as_identity", None)
+        keys = [f"{name}.{k}" for k in module.state_dict()]
+        if callable(start) and keys and all(k in new for k in keys):
+            start()
+            identity.append(name)
+    return identity
+
+
 def run(arch: Arch, argv: list[str] | None = None) -> Path:
     """Train (or resume) and return the path of the shippable ``model.pt``."""
     ap = argparse.ArgumentParser(prog=f"speechrag train --arch {arch.name}",
@@ -253,16 +280,15 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
             raise ValueError(f"{args.init}: trained on another model config "
                              f"({', '.join(sorted(frozen))} differ)")
         try:
-            missing, unexpected = model.load_state_dict(init["state"], strict=False)
-        except RuntimeError as err:  # a tensor of another shape
-            raise ValueError(f"{args.init}: weights do not fit this run's model config "
-                             f"({str(err).splitlines()[-1].strip()})") from err
-        if unexpected or any(k in init["state"] for k in missing):
-            raise ValueError(f"{args.init}: weights do not fit this run's model config")
+            identity = load_init_weights(model, init["state"])
+        except ValueError as err:
+            raise ValueError(f"{args.init}: {err}") from err
         log = [{"step": 0, "init": str(args.init), "init_step": init.get("step"),
-                **({"init_changes": changes} if changes else {})}]
+                **({"init_changes": changes} if changes else {}),
+                **({"init_identity": identity} if identity else {})}]
         say(f"initialized from {args.init} (its step {init.get('step')})"
-            + (f"; model config changes: {changes}" if changes else ""))
+            + (f"; model config changes: {changes}" if changes else "")
+            + (f"; new blocks start as identity: {identity}" if identity else ""))
     if last.exists():
         state = torch.load(last, map_location=device, weights_only=True)
         saved = TrainConfig.from_dict(state["train_config"], arch.config_cls)  # new defaults

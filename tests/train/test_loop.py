@@ -1,0 +1,41 @@
+"""The training loop's helpers that do not need a corpus."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechrag.models.ctc import CtcHead
+from speechrag.train.loop import load_init_weights
+
+
+def _heads(blocks: int, seed: int) -> CtcHead:
+    torch.manual_seed(seed)
+    return CtcHead(8, torch.randn(5, 6), blocks)
+
+
+def test_a_deeper_head_starts_as_the_trained_one() -> None:
+    trained = _heads(1, 0)
+    with torch.no_grad():  # as if trained: not the fresh init of the deeper head
+        for p in trained.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    deeper = _heads(3, 1)
+    identity = load_init_weights(deeper, trained.state_dict())
+    assert identity == ["blocks.1", "blocks.2"]
+    h = torch.randn(2, 7, 8)
+    torch.testing.assert_close(deeper(h), trained(h))
+    # the new blocks learn: their output projections get a gradient at once
+    deeper(h).logsumexp(-1).sum().backward()
+    assert deeper.blocks[1].down.weight.grad.abs().sum() > 0
+
+
+def test_the_same_depth_loads_unchanged_and_a_misfit_is_refused() -> None:
+    trained = _heads(2, 0)
+    same = _heads(2, 1)
+    assert load_init_weights(same, trained.state_dict()) == []
+    for k, v in trained.state_dict().items():
+        torch.testing.assert_close(same.state_dict()[k], v, msg=k)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_init_weights(_heads(1, 2), trained.state_dict())  # blocks.1 has nowhere to go
+    with pytest.raises(ValueError, match="do not fit"):
+        load_init_weights(CtcHead(4, torch.randn(5, 6), 1), trained.state_dict())
