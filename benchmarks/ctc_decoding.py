@@ -1,9 +1,11 @@
 """Does a better CTC decoder help CLSR retrieve? Greedy path against prefix beam search,
-alone and with a token n-gram language model (shallow fusion), and N-best averaging of
-the speech embedding, all on one checkpoint's held-out validation passages.
+alone and with a token n-gram language model (shallow fusion), N-best averaging of the
+speech embedding, and the greedy path with the blank made less likely (a blank penalty,
+against deletions), all on one checkpoint's held-out validation passages.
 
     .venv/bin/python benchmarks/ctc_decoding.py --corpus TRAIN_CORPUS --features FEATURES \\
-        [--checkpoint src/speechrag/trained/clsr.pt] [--max-val 1000] [--order 3]
+        [--checkpoint src/speechrag/trained/clsr.pt] [--max-val 1000] [--order 3] \\
+        [--blank-penalty 0.5 1 ...] [--fusion ALPHA:BETA ...]
 
 The language model is counted over the same train corpus's passage texts with the
 held-out passages taken out (so nothing it scores was in its counts), over the
@@ -164,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-val", type=int, default=1000)
     ap.add_argument("--order", type=int, default=3, help="n-gram order of the LM")
     ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--blank-penalty", nargs="*", type=float,
+                    default=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
+                    help="greedy path with the blank's log-probability lowered by these")
     ap.add_argument("--fusion", nargs="*", default=["0.15:1", "0.3:2", "0.3:3", "0.5:3"],
                     help="ALPHA:BETA pairs: LM weight, per-token bonus")
     args = ap.parse_args(argv)
@@ -235,6 +240,11 @@ def main(argv: list[str] | None = None) -> None:
 
     decoded, s = timed(lambda f: [(greedy_path(f), 0.0)])
     row("greedy (shipped)", decoded, s)
+    for penalty in args.blank_penalty:
+        shift = torch.zeros(frames[0].shape[1])
+        shift[0] = penalty
+        decoded, s = timed(lambda f, d=shift: [(greedy_path(f - d), 0.0)])
+        row(f"greedy, blank penalty {penalty:g}", decoded, s)
     plain, s = timed(lambda f: prefix_beam_search(f, args.beam))
     row(f"beam {args.beam}, no LM", plain, s)
     for k in (2, 4, args.beam):
