@@ -332,8 +332,9 @@ def test_whisper_decoder_init_needs_whisper_shapes(text: TextEncoder) -> None:
         ClsrConfig.from_dict({**SMALL.to_dict(), "decoder": {"init": "bert"}})
 
 
-@pytest.mark.parametrize("variant", [{}, {"state_pooling": "stack", "ctc_blocks": 1}],
-                         ids=["linear", "stacked-ffn"])
+@pytest.mark.parametrize("variant", [{}, {"state_pooling": "stack", "ctc_blocks": 1},
+                                     {"ctc_conv_blocks": 1, "ctc_conv_kernel": 3}],
+                         ids=["linear", "stacked-ffn", "conv"])
 def test_ctc_aligner_learns_real_utterances_and_round_trips(text: TextEncoder, batch: dict,
                                                             tmp_path: Path, variant: dict) -> None:
     """aligner "ctc": no CIF or decoder; CTC pretraining on three real utterances makes
@@ -379,10 +380,12 @@ def test_ctc_aligner_learns_real_utterances_and_round_trips(text: TextEncoder, b
 
 @pytest.mark.parametrize("setting", [{"aligner": "rnnt"}, {"aligner": "ctc", "ctc_weight": 0.3},
                                      {"aligner": "ctc", "glancing_ratio": 0.75},
-                                     {"ctc_blocks": 1}])
+                                     {"ctc_blocks": 1}, {"ctc_conv_blocks": 1}])
 def test_ctc_aligner_refuses_settings_it_cannot_honour(setting: dict) -> None:
     with pytest.raises(ValueError, match="aligner"):
         ClsrConfig.from_dict({**SMALL.to_dict(), **setting})
+    with pytest.raises(ValueError, match="ctc_conv_kernel must be odd"):
+        ClsrConfig.from_dict({**SMALL.to_dict(), "aligner": "ctc", "ctc_conv_kernel": 6})
 
 
 def test_unknown_pooling_is_refused() -> None:

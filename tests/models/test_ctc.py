@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -76,3 +77,29 @@ def test_feed_forward_blocks_start_near_the_linear_head_and_train() -> None:
         assert block.up.weight.grad is not None and block.up.weight.grad.abs().sum() > 0
     linear = CtcHead(16, words)
     assert len(linear.blocks) == 0 and set(linear.state_dict()) < set(head.state_dict())
+
+
+def test_conv_blocks_see_neighbours_and_ignore_padding() -> None:
+    """A convolution block mixes neighbouring states (a feed-forward block does not), a
+    row's logits do not depend on the padding it is batched with, and the loss reaches
+    the depthwise kernel."""
+    torch.manual_seed(0)
+    words = torch.randn(7, 12)
+    head = CtcHead(16, words, blocks=1, conv_blocks=1, conv_kernel=5)
+    h = torch.randn(1, 9, 16)
+    moved = h.clone()
+    moved[0, 4] += torch.randn(16)  # change one state: it and its neighbours within 2
+    # change, the rest not
+    diff = (head(moved) - head(h)).abs().amax(-1)[0]
+    assert (diff[2:7] > 1e-6).all() and (diff[:2] < 1e-6).all() and (diff[7:] < 1e-6).all()
+    ff = CtcHead(16, words, blocks=1)
+    diff_ff = (ff(moved) - ff(h)).abs().amax(-1)[0]
+    assert diff_ff[4] > 1e-6 and (diff_ff[torch.arange(9) != 4] < 1e-6).all()
+    padded = torch.cat([h, torch.randn(1, 4, 16)], dim=1)  # garbage after the real states
+    mask = torch.tensor([[True] * 9 + [False] * 4])
+    torch.testing.assert_close(head(padded, mask)[:, :9], head(h), atol=1e-5, rtol=1e-5)
+    loss = ctc_loss(head(h), torch.ones(1, 9, dtype=torch.bool), torch.tensor([[1, 2]]), -100)
+    loss.backward()
+    assert head.convs[0].depthwise.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="odd"):
+        CtcHead(16, words, conv_blocks=1, conv_kernel=4)

@@ -39,3 +39,14 @@ def test_the_same_depth_loads_unchanged_and_a_misfit_is_refused() -> None:
         load_init_weights(_heads(1, 2), trained.state_dict())  # blocks.1 has nowhere to go
     with pytest.raises(ValueError, match="do not fit"):
         load_init_weights(CtcHead(4, torch.randn(5, 6), 1), trained.state_dict())
+
+
+def test_an_added_conv_block_starts_as_a_pass_through() -> None:
+    trained = _heads(1, 0)
+    torch.manual_seed(3)
+    wider = CtcHead(8, torch.randn(5, 6), 1, conv_blocks=1, conv_kernel=3)
+    assert load_init_weights(wider, trained.state_dict()) == ["convs.0"]
+    h = torch.randn(2, 7, 8)
+    torch.testing.assert_close(wider(h), trained(h))
+    wider(h).logsumexp(-1).sum().backward()
+    assert wider.convs[0].down.weight.grad.abs().sum() > 0

@@ -87,6 +87,11 @@ class ClsrConfig:
     # Residual feed-forward blocks in the CTC aligner's head before its output layer
     # (models/ctc.py; 0: the head is linear).
     ctc_blocks: int = 0
+    # Residual convolution blocks (Conformer's convolution module) in the CTC head
+    # before the feed-forward ones, and their depthwise kernel in states (odd; 9 at
+    # stride 6 sees 0.5 s either side): context between neighbouring states.
+    ctc_conv_blocks: int = 0
+    ctc_conv_kernel: int = 9
     # Output vocabulary: the text tokenizer's tokens seen at least this often in the
     # WikiSpoken train split (0: all of them). 2 keeps 18,043 of 30,522 ids and 98.6% of
     # test-split tokens; the rest map to [UNK]. The ids are saved in the checkpoint.
@@ -138,8 +143,11 @@ class ClsrConfig:
         if config.rare_tokens not in ("unk", "spell"):
             raise ValueError(f"CLSR config: rare_tokens must be 'unk' or 'spell', not "
                              f"{config.rare_tokens!r}")
-        if config.ctc_blocks and config.aligner != "ctc":
-            raise ValueError("CLSR config: ctc_blocks needs aligner 'ctc'")
+        if (config.ctc_blocks or config.ctc_conv_blocks) and config.aligner != "ctc":
+            raise ValueError("CLSR config: ctc_blocks and ctc_conv_blocks need aligner 'ctc'")
+        if config.ctc_conv_kernel < 1 or config.ctc_conv_kernel % 2 == 0:
+            raise ValueError(f"CLSR config: ctc_conv_kernel must be odd and positive, not "
+                             f"{config.ctc_conv_kernel}")
         if config.aligner == "ctc":
             # settings of parts the CTC aligner does not have
             cif_only = {"glancing_ratio": config.glancing_ratio > 0,
@@ -175,7 +183,8 @@ class ClsrModel(FrozenTextModel):
         d = config.decoder.d_model
         stacked = config.state_stride if config.state_pooling == "stack" else 1
         self.proj = nn.Linear(stacked * config.d_encoder, d)
-        self.ctc = CtcHead(d, words, config.ctc_blocks) if config.aligner == "ctc" else None
+        self.ctc = (CtcHead(d, words, config.ctc_blocks, config.ctc_conv_blocks,
+                            config.ctc_conv_kernel) if config.aligner == "ctc" else None)
         if self.ctc is None:
             self.cif = CifPredictor(d, bias_init=config.cif_bias_init,
                                     tail_threshold=config.tail_threshold)
@@ -295,7 +304,7 @@ class ClsrModel(FrozenTextModel):
             states = self.encoder_top(states, state_mask)
         h, state_mask = self._project(states, state_mask)
         assert self.ctc is not None
-        return self.ctc(self._timed(h, state_mask)), state_mask
+        return self.ctc(self._timed(h, state_mask), state_mask), state_mask
 
     def _ctc_decode(self, states: torch.Tensor, state_mask: torch.Tensor
                     ) -> dict[str, torch.Tensor]:
