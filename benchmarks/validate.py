@@ -2,7 +2,7 @@
 with every question: the measure to pick a checkpoint by (never the test table).
 
     .venv/bin/python benchmarks/validate.py --corpus TRAIN_CORPUS --features FEATURES \\
-        seal runs/seal-d/best.pt [CHECKPOINT ...]
+        seal runs/seal-d/best.pt [CHECKPOINT ...] [--fuse 0.3 0.5 ...]
 
 The held-out passages are the training app's (a hash of the passage id, the first
 ``--max-val`` of them), so a run on a bigger build of the same corpus holds out a
@@ -11,6 +11,12 @@ scores all of them (written questions -> passage speech, spoken questions -> pas
 text, transcript -> passage speech), so two checkpoints differ by more than a query's
 worth of noise; for CLSR also the free-running WER of its rough transcripts. ``seal`` is
 the checkpoint shipped in the package.
+
+``--fuse W ...`` with two checkpoints adds a row per weight for late fusion of the two:
+every score is W x the first model's cosine + (1 - W) x the second's, which is what one
+index of the two unit embeddings concatenated (scaled by sqrt(W) and sqrt(1 - W)) would
+rank by. Both models read the same Whisper states, so fusion costs the second model's
+head and no second encoder pass.
 """
 
 from __future__ import annotations
@@ -67,18 +73,37 @@ def score(model: SealModel | ClsrModel, val: list[Utterance], cache: Path,
     t = model.encode_text([u.text for u in passages])  # (P, E)
     asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
     q = model.encode_text([text for text, _ in asked])  # (Q, E)
-    row = {"passages": len(passages), "questions": len(asked)}
+    row: dict = {"passages": len(passages), "questions": len(asked)}
     if decoded:
         row["wer"] = 100 * wer([u.text for u in passages], decoded)
-    row["written_r1"], row["written_mrr"] = _recall_mrr(
-        q @ s.T, torch.tensor([i for _, i in asked]))
-    row["transcript_r1"], _ = _recall_mrr(t @ s.T, torch.arange(len(passages)))
+    row["scores"] = {"written": q @ s.T, "transcript": t @ s.T}
+    row["truth"] = {"written": torch.tensor([i for _, i in asked]),
+                    "transcript": torch.arange(len(passages))}
     spoken = [u for u in val if u.kind == "query"]
     if spoken:
         row["spoken"] = len(spoken)
-        row["spoken_r1"], row["spoken_mrr"] = _recall_mrr(
-            speech(spoken) @ t.T, torch.tensor([where[u.passage_id] for u in spoken]))
+        row["scores"]["spoken"] = speech(spoken) @ t.T
+        row["truth"]["spoken"] = torch.tensor([where[u.passage_id] for u in spoken])
+    return _measure(row)
+
+
+def _measure(row: dict) -> dict:
+    """Fill R@1 and MRR of each query kind from ``row["scores"]`` and ``row["truth"]``."""
+    row["written_r1"], row["written_mrr"] = _recall_mrr(row["scores"]["written"],
+                                                        row["truth"]["written"])
+    row["transcript_r1"], _ = _recall_mrr(row["scores"]["transcript"],
+                                          row["truth"]["transcript"])
+    if "spoken" in row["scores"]:
+        row["spoken_r1"], row["spoken_mrr"] = _recall_mrr(row["scores"]["spoken"],
+                                                          row["truth"]["spoken"])
     return row
+
+
+def _print_row(name: str, r: dict) -> None:
+    wer_cell = f"{r['wer']:.1f}" if "wer" in r else "-"
+    print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
+          f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "
+          f"| {r['transcript_r1']:.1f} | {wer_cell} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--features", type=Path, required=True, help="the runs' state cache")
     ap.add_argument("--val-fraction", type=float, default=0.04)
     ap.add_argument("--max-val", type=int, default=64)
+    ap.add_argument("--fuse", nargs="*", type=float, default=[],
+                    help="with two checkpoints: rows for W x first + (1 - W) x second")
     args = ap.parse_args(argv)
+    if args.fuse and len(args.checkpoints) != 2:
+        ap.error("--fuse needs exactly two checkpoints")
 
     corpus = load_corpus(args.corpus)
     _, val = held_out(training_utterances(corpus), args.val_fraction)
@@ -100,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     print("| checkpoint | written R@1 % | written MRR | spoken -> text R@1 % | spoken MRR "
           "| transcript R@1 % | WER % |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for name in args.checkpoints:
         path = TRAINED_DIR / "seal.pt" if name == "seal" else Path(name)
         model_cls = SealModel if checkpoint_arch(path) == "seal" else ClsrModel
@@ -107,10 +137,14 @@ def main(argv: list[str] | None = None) -> None:
         cache = cache_states(val, model.config.whisper, args.features,
                              trained_top=model.config.encoder_layers)
         r = score(model, val, cache, questions)
-        wer_cell = f"{r['wer']:.1f}" if "wer" in r else "-"
-        print(f"| {name} | {r['written_r1']:.1f} | {r['written_mrr']:.3f} | "
-              f"{r.get('spoken_r1', float('nan')):.1f} | {r.get('spoken_mrr', float('nan')):.3f} "
-              f"| {r['transcript_r1']:.1f} | {wer_cell} |")
+        rows.append(r)
+        _print_row(name, r)
+    for w in args.fuse:
+        a, b = rows
+        fused = {"scores": {k: w * a["scores"][k] + (1 - w) * b["scores"][k]
+                            for k in a["scores"]}, "truth": a["truth"]}
+        _print_row(f"{w:g} x {args.checkpoints[0]} + {1 - w:g} x {args.checkpoints[1]}",
+                   _measure(fused))
     print(f"\n{r['passages']} held-out passages, {r['questions']} written questions, "
           f"{r.get('spoken', 0)} spoken questions ({args.corpus})")
 

@@ -21,6 +21,7 @@ import numpy as np
 from speechrag.cascade import CascadeConfig, CascadeRetriever
 from speechrag.checkpoints import CheckpointSpec, checkpoint_arch, file_sha256
 from speechrag.clsr_retriever import ClsrRetriever
+from speechrag.fusion_retriever import FusionRetriever, FusionSpec
 from speechrag.models.frozen_text import strict_config
 from speechrag.seal_retriever import SealRetriever
 from speechrag.segment import Segment
@@ -121,11 +122,30 @@ def resolve_spec(model: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"{path}: a model spec is a JSON object with a 'kind' key")
+    if spec["kind"] == FusionRetriever.kind:
+        spec = _resolve_fusion(spec, path)
     return spec
 
 
+def _resolve_fusion(spec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A fusion spec names its two models as a shipped name or a checkpoint path; ->
+    the same spec with their files and checksums, as an index built with it stores."""
+    out = dict(spec)
+    for arch in ("clsr", "seal"):
+        name = spec.get(arch)
+        if not isinstance(name, str):
+            raise ValueError(f"{path}: a fusion model names its '{arch}' checkpoint")
+        part = resolve_spec(name)
+        if part.get("kind") != arch:
+            raise ValueError(f"{path}: '{arch}' must be a {arch} checkpoint, and {name!r} "
+                             f"is a {part.get('kind')} model")
+        out[arch], out[f"{arch}_sha256"] = part["checkpoint"], part["sha256"]
+    return out
+
+
 CONFIGS: dict[str, type] = {"cascade": CascadeConfig, "gold-text": CascadeConfig,
-                            "clsr": CheckpointSpec, "seal": CheckpointSpec}
+                            "clsr": CheckpointSpec, "seal": CheckpointSpec,
+                            FusionRetriever.kind: FusionSpec}
 
 
 def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +168,8 @@ def from_spec(spec: dict[str, Any]) -> Retriever:
         return ClsrRetriever(strict_config(CheckpointSpec, values, "clsr model"))
     if kind == "seal":
         return SealRetriever(strict_config(CheckpointSpec, values, "seal model"))
+    if kind == FusionRetriever.kind:
+        return FusionRetriever(strict_config(FusionSpec, values, "fusion model"))
     if kind == GoldTextRetriever.kind:  # an evaluator's upper-bound index, searched by text
         config = strict_config(CascadeConfig, values, "gold-text model")
         return GoldTextRetriever({}, text_encoder=config.text_encoder)
@@ -160,6 +182,7 @@ def spec_of(retriever: Retriever) -> dict[str, Any]:
 
 
 def load_retriever(model: str = DEFAULT_MODEL) -> Retriever:
-    """Load a retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``),
-    the path of a model JSON file, or the path of a trained CLSR checkpoint (``.pt``)."""
+    """Load a retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``,
+    ``clsr+seal``), a shipped checkpoint's name (``clsr``, ``seal``), the path of a model
+    JSON file, or the path of a trained CLSR or SEAL checkpoint (``.pt``)."""
     return from_spec(resolve_spec(model))
