@@ -103,4 +103,7 @@ class FusionRetriever(TrainedRetriever):
     def encode_text(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._join(self.clsr.encode_text(texts), self.seal.encode_text(texts))
+        clsr = self.clsr.encode_text(texts)  # (N, E) the text encoder's sentence embedding
+        if self.seal.text is self.clsr.text:  # SEAL's text side projects the same one
+            return self._join(clsr, self.seal.project(clsr))
+        return self._join(clsr, self.seal.encode_text(texts))
