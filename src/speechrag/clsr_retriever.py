@@ -14,6 +14,13 @@ from speechrag.checkpoints import TrainedRetriever
 from speechrag.models.clsr import ClsrModel
 
 
+def rough_transcripts(model: ClsrModel, out: dict[str, torch.Tensor]) -> list[str | None]:
+    """A CLSR forward pass's token_ids (B, N) and n_tokens (B,) -> B decoded texts."""
+    tok = model.text.model.tokenizer
+    return [tok.decode(ids[:n].tolist(), skip_special_tokens=True)
+            for ids, n in zip(out["token_ids"], out["n_tokens"], strict=True)]
+
+
 class ClsrRetriever(TrainedRetriever):
     kind = "clsr"
     model_cls = ClsrModel
@@ -21,11 +28,7 @@ class ClsrRetriever(TrainedRetriever):
     def embed(self, states: torch.Tensor, mask: torch.Tensor
               ) -> tuple[np.ndarray, list[str | None]]:
         out = self.model(states, mask)
-        tok = self.model.text.model.tokenizer
-        texts: list[str | None] = [
-            tok.decode(ids[:n].tolist(), skip_special_tokens=True)
-            for ids, n in zip(out["token_ids"], out["n_tokens"], strict=True)]
-        return out["speech_emb"].numpy().astype(np.float32), texts
+        return out["speech_emb"].numpy().astype(np.float32), rough_transcripts(self.model, out)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
         return self.model.encode_text(texts).numpy()

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from speechrag.checkpoints import CheckpointSpec, TrainedRetriever, verified
+from speechrag.clsr_retriever import rough_transcripts
 from speechrag.models.clsr import ClsrModel
 from speechrag.models.seal import SealModel
 from speechrag.speech_states import SpeechStates
@@ -93,11 +94,8 @@ class FusionRetriever(TrainedRetriever):
     def embed(self, states: torch.Tensor, mask: torch.Tensor
               ) -> tuple[np.ndarray, list[str | None]]:
         out = self.clsr(states, mask)
-        tok = self.clsr.text.model.tokenizer
-        texts: list[str | None] = [
-            tok.decode(ids[:n].tolist(), skip_special_tokens=True)
-            for ids, n in zip(out["token_ids"], out["n_tokens"], strict=True)]
-        return self._join(out["speech_emb"], self.seal(states, mask)["speech_emb"]), texts
+        return (self._join(out["speech_emb"], self.seal(states, mask)["speech_emb"]),
+                rough_transcripts(self.clsr, out))
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:

@@ -405,7 +405,7 @@ def test_shipped_checkpoint_finds_spoken_passages(speech_dir: Path, tmp_path: Pa
     assert "clsr" in preset_names() and resolve_spec("clsr")["kind"] == "clsr"
     model = ClsrModel.load(TRAINED_DIR / "clsr.pt")
     assert model.config.whisper == "whisper-base" and model.config.aligner == "ctc"
-    # trained parts only (1.4M weights); the frozen MiniLM alone would be ~90 MB
+    # trained parts only (1.6M weights); the frozen MiniLM alone would be ~90 MB
     assert (TRAINED_DIR / "clsr.pt").stat().st_size < 8 * 2**20
     assert not any(k.startswith(("text_model.", "ctc.word_embeddings", "vq."))
                    for k in torch.load(TRAINED_DIR / "clsr.pt", weights_only=True)["state"])
