@@ -89,3 +89,34 @@ def test_bad_fusion_specs_are_refused_by_name(tmp_path: Path) -> None:
                                   "seal": "seal", "clsr_weight": 1.5}))
     with pytest.raises(ValueError, match="clsr_weight must be in"):
         load_retriever(str(weight))
+
+
+def test_frozen_encoder_model_reads_states_below_the_others_trained_blocks(
+        speech_dir: Path) -> None:
+    """A frozen-encoder model fused with one that trained Whisper's top k blocks gets
+    Whisper's own top k, frozen: on states below them it embeds as on the whole
+    encoder's states. Two different trained depths are refused by name."""
+    import soundfile as sf
+    import torch
+
+    from speechrag.fusion_retriever import share_states
+    from speechrag.models.seal import SealConfig, SealModel
+    from speechrag.speech_states import SpeechStates
+    from speechrag.text_encoder import TextEncoder
+
+    text = TextEncoder()
+    tiny = {"whisper": "whisper-tiny.en", "d_encoder": 384}
+    frozen = SealModel(SealConfig(**tiny), text).eval()
+    trained = SealModel(SealConfig(**tiny, encoder_layers=2), text).eval()
+    clip = [sf.read(str(speech_dir / "violin.wav"), dtype="float32")[0]]
+    with torch.no_grad():
+        reference = frozen(*SpeechStates("whisper-tiny.en", dtype="float32").clips(clip))
+        assert share_states(trained, frozen, ("a.pt", "b.pt")) == 2
+        assert frozen.encoder_top is not None and not frozen.encoder_top.training
+        below = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=2)
+        lifted = frozen(*below.clips(clip))
+    torch.testing.assert_close(lifted["speech_emb"], reference["speech_emb"], atol=1e-4,
+                               rtol=1e-4)
+    other = SealModel(SealConfig(**tiny, encoder_layers=1), text)
+    with pytest.raises(ValueError, match=r"a\.pt and c\.pt trained different numbers"):
+        share_states(trained, other, ("a.pt", "c.pt"))

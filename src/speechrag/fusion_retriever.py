@@ -1,6 +1,7 @@
 """CLSR and SEAL fused: one Whisper pass, two heads, one vector.
 
-Both end-to-end models read the same frozen Whisper states, so running the two heads
+Both end-to-end models read the same Whisper states (:func:`share_states`: a model that
+trained Whisper's top blocks beside one that did not), so running the two heads
 costs one encoder pass (about 87% of either model's indexing time) plus two small
 heads. Their mistakes differ: CLSR reads the words (it spells the tokens and feeds
 them to the text encoder), SEAL regresses the sentence embedding straight from the
@@ -26,10 +27,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from speechrag.checkpoints import CheckpointSpec, TrainedRetriever, verified
 from speechrag.clsr_retriever import rough_transcripts
 from speechrag.models.clsr import ClsrModel
+from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.seal import SealModel
 from speechrag.speech_states import SpeechStates
 
@@ -54,6 +57,29 @@ class FusionSpec:
         return asdict(self)
 
 
+def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:
+    """Make two models of one Whisper read the same states; -> the ``trained_top`` of
+    the frozen encoder pass they share.
+
+    Models that trained the same top blocks (``encoder_layers`` k, 0 for none) share the
+    states below them. A frozen-encoder model (k = 0) beside one that trained its top k
+    blocks gets Whisper's own k top blocks, frozen, so both read the states below them
+    and the frozen model still sees Whisper's final states. Those blocks then run over
+    the whole segment instead of the encoder's 20 s pieces (on audio under 20 s the two
+    are the same computation; on longer audio the blocks see across piece edges).
+    Two different non-zero k cannot share one pass and are refused by name."""
+    ka, kb = a.config.encoder_layers, b.config.encoder_layers
+    if ka and kb and ka != kb:
+        raise ValueError(f"fusion model: {names[0]} and {names[1]} trained different "
+                         f"numbers of Whisper's top blocks ({ka} against {kb}): they cannot "
+                         "share one encoder pass")
+    top = max(ka, kb)
+    for model in (a, b):
+        if top and model.encoder_top is None:
+            model.encoder_top = EncoderTop(model.config.whisper, top).eval()
+    return top
+
+
 class FusionRetriever(TrainedRetriever):
     """The retriever interface over a CLSR and a SEAL checkpoint that read the same
     Whisper (its states are computed once for both)."""
@@ -70,14 +96,13 @@ class FusionRetriever(TrainedRetriever):
                                weights_only=True)["config"].get("text_encoder")
         shared = self.clsr.text if seal_text == self.clsr.config.text_encoder else None
         self.seal = SealModel.load(seal.checkpoint, shared)  # one text encoder when the same
-        for part in ("whisper", "encoder_layers"):
-            a, b = getattr(self.clsr.config, part), getattr(self.seal.config, part)
-            if a != b:
-                raise ValueError(f"fusion model: {clsr.checkpoint} and {seal.checkpoint} read "
-                                 f"different Whisper states ({part} {a!r} against {b!r})")
+        if self.clsr.config.whisper != self.seal.config.whisper:
+            raise ValueError(f"fusion model: {clsr.checkpoint} and {seal.checkpoint} read "
+                             f"different Whisper encoders ({self.clsr.config.whisper!r} "
+                             f"against {self.seal.config.whisper!r})")
+        top = share_states(self.clsr, self.seal, (clsr.checkpoint, seal.checkpoint))
         self.model = self.clsr  # what TrainedRetriever's callers read the config from
-        self.speech = SpeechStates(self.clsr.config.whisper,
-                                   trained_top=self.clsr.config.encoder_layers)
+        self.speech = SpeechStates(self.clsr.config.whisper, trained_top=top)
         for model in (self.clsr, self.seal):
             if model.encoder_top is not None:
                 model.encoder_top.inference_dtype = self.speech.dtype
