@@ -36,7 +36,10 @@ def test_preset_names_both_shipped_checkpoints_with_checksums(fused) -> None:
 
 def test_scores_are_the_weighted_sum_of_both_models(fused, speech_dir: Path) -> None:
     """On real speech: unit vectors whose inner product is w cos_clsr + (1 - w) cos_seal
-    for text -> speech and speech -> speech, and CLSR's rough transcript."""
+    for text -> speech and speech -> speech, and CLSR's rough transcript. When one model
+    trained Whisper's top blocks, the other runs Whisper's own top blocks apart from the
+    encoder's pass (share_states): the same weights, rounded apart in bf16, so the
+    tolerance is that rounding's (1e-3), far below a wrong weight's error (~0.1)."""
     import soundfile as sf
 
     from speechrag.retrievers import load_retriever
@@ -53,11 +56,12 @@ def test_scores_are_the_weighted_sum_of_both_models(fused, speech_dir: Path) -> 
     np.testing.assert_allclose(np.linalg.norm(vf, axis=1), 1.0, atol=1e-5)
     assert tf == tc and all(t for t in tf)
     w = fused.config.clsr_weight
+    tol = 1e-3 if fused.clsr.config.encoder_layers != seal.model.config.encoder_layers else 2e-4
     qf, qc, qs = (r.encode_text(questions) for r in (fused, clsr, seal))
-    np.testing.assert_allclose(qf @ vf.T, w * (qc @ vc.T) + (1 - w) * (qs @ vs.T), atol=2e-4)
+    np.testing.assert_allclose(qf @ vf.T, w * (qc @ vc.T) + (1 - w) * (qs @ vs.T), atol=tol)
     audio = [segs[2].samples]
     af, ac, as_ = (r.encode_query_audio(audio) for r in (fused, clsr, seal))
-    np.testing.assert_allclose(af @ vf.T, w * (ac @ vc.T) + (1 - w) * (as_ @ vs.T), atol=2e-4)
+    np.testing.assert_allclose(af @ vf.T, w * (ac @ vc.T) + (1 - w) * (as_ @ vs.T), atol=tol)
 
 
 def test_indexes_and_finds_spoken_passages(fused, speech_dir: Path, tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ Late fusion in one vector: a segment, a text and a spoken query all become
 
 so the inner product of two such vectors is ``w cos_clsr + (1 - w) cos_seal``, the
 same in every direction (text -> speech, speech -> text, speech -> speech), and the
-index, search and evaluator need nothing new. ``w`` is ``clsr_weight`` (0.5 by
-default: equal weights, the best mean of written and spoken R@1 on validation).
+index, search and evaluator need nothing new. ``w`` is ``clsr_weight``: 0.5 (equal
+weights) unless a spec says otherwise; the ``clsr+seal`` preset takes the weight with the
+best mean of written and spoken R@1 on validation for the CLSR it ships with (0.8 for the
+CLSR that trained Whisper's top two blocks; docs/training.md, CLSR section 13).
 The rough transcript is CLSR's.
 """
 
