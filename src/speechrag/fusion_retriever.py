@@ -69,7 +69,11 @@ def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:
     and the frozen model still sees Whisper's final states. Those blocks then run over
     the whole segment instead of the encoder's 20 s pieces (on audio under 20 s the two
     are the same computation; on longer audio the blocks see across piece edges).
-    Two different non-zero k cannot share one pass and are refused by name."""
+    Two Whispers, or two different non-zero k, cannot share one pass and are refused
+    by name."""
+    if a.config.whisper != b.config.whisper:
+        raise ValueError(f"fusion model: {names[0]} and {names[1]} read different Whisper "
+                         f"encoders ({a.config.whisper!r} against {b.config.whisper!r})")
     ka, kb = a.config.encoder_layers, b.config.encoder_layers
     if ka and kb and ka != kb:
         raise ValueError(f"fusion model: {names[0]} and {names[1]} trained different "
@@ -98,10 +102,6 @@ class FusionRetriever(TrainedRetriever):
                                weights_only=True)["config"].get("text_encoder")
         shared = self.clsr.text if seal_text == self.clsr.config.text_encoder else None
         self.seal = SealModel.load(seal.checkpoint, shared)  # one text encoder when the same
-        if self.clsr.config.whisper != self.seal.config.whisper:
-            raise ValueError(f"fusion model: {clsr.checkpoint} and {seal.checkpoint} read "
-                             f"different Whisper encoders ({self.clsr.config.whisper!r} "
-                             f"against {self.seal.config.whisper!r})")
         top = share_states(self.clsr, self.seal, (clsr.checkpoint, seal.checkpoint))
         self.model = self.clsr  # what TrainedRetriever's callers read the config from
         self.speech = SpeechStates(self.clsr.config.whisper, trained_top=top)
