@@ -143,3 +143,61 @@ def test_a_failing_voice_stops_a_parallel_build(tmp_path: Path, monkeypatch) -> 
     with pytest.raises(tts.VoiceError, match="flite:kal failed"):
         build_corpus(config, tmp_path, workers=2)
     assert len(calls) < 20  # the rest were cancelled
+
+
+def _median_f0(x: np.ndarray, rate: int = SAMPLE_RATE) -> float:
+    """Median pitch (Hz) of the voiced 40 ms frames, by autocorrelation (60-400 Hz)."""
+    n = int(0.04 * rate)
+    found = []
+    for i in range(0, len(x) - n, n // 2):
+        frame = x[i:i + n] - x[i:i + n].mean()
+        if np.sqrt((frame ** 2).mean()) < 0.02 * np.abs(x).max():
+            continue
+        ac = np.correlate(frame, frame, "full")[n - 1:]
+        lo, hi = rate // 400, rate // 60
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.4 * ac[0]:
+            found.append(rate / lag)
+    return float(np.median(found))
+
+
+def test_shifted_flite_voices_parse_and_keep_their_role() -> None:
+    import random
+
+    v = tts.parse_voice("flite:awb:w1.2:f150")
+    assert (v.name, v.warp, v.f0, v.id) == ("awb", 1.2, 150, "flite:awb:w1.20:f150")
+    assert tts.parse_voice(v.id) == v and tts.parse_voice("flite:awb").id == "flite:awb"
+    assert tts.role_of(v.id) == "training"
+    assert tts.role_of("flite:slt:w1.1") == "evaluation"
+    with pytest.raises(tts.VoiceError, match="training voices only"):
+        CorpusConfig(split="train", voices=("flite:slt:shift",))
+    CorpusConfig(split="train", voices=("flite:rms:shift",))
+    for bad in ("flite:awb:w3", "flite:awb:f9999", "flite:awb:x1", "flite:awb:wfast"):
+        with pytest.raises(tts.VoiceError, match="bad flite option"):
+            tts.parse_voice(bad)
+    drawn = [tts.parse_voice("flite:kal:shift", random.Random(s)) for s in range(40)]
+    assert drawn == [tts.parse_voice("flite:kal:shift", random.Random(s)) for s in range(40)]
+    assert len({d.id for d in drawn}) > 30
+    lo, hi = tts.SHIFT_WARP
+    assert all(lo <= d.warp <= hi for d in drawn)
+    f0_lo, f0_hi = tts.SHIFT_F0_HZ
+    assert all(f0_lo - 5 <= d.f0 * d.warp <= f0_hi + 5 for d in drawn)
+
+
+def test_a_shifted_voice_keeps_tempo_and_raises_pitch(tmp_path: Path) -> None:
+    text = "The orangutans are great apes native to the rainforests of Indonesia."
+    base = tts.synthesize(text, tts.parse_voice("flite:awb"), tmp_path / "base.wav")
+    up = tts.synthesize(text, tts.parse_voice("flite:awb:w1.2:f150"), tmp_path / "up.wav")
+    assert abs(up / base - 1) < 0.05  # the warp undoes the stretch: same tempo
+    f_base = _median_f0(audio.load(tmp_path / "base.wav"))
+    f_up = _median_f0(audio.load(tmp_path / "up.wav"))
+    assert 100 < f_base < 160 and f_up > 1.25 * f_base  # awb ~130 Hz -> ~180 Hz
+
+
+def test_spoken_queries_of_a_shifted_corpus_draw_a_speaker_each(tmp_path: Path) -> None:
+    c = build_corpus(CorpusConfig(split="train", passages=3, layout="passages",
+                                  voices=("flite:kal:shift",)), tmp_path)
+    assert len({m["voice"] for m in c.manifest}) == 3
+    assert all(m["voice"].startswith("flite:kal:w") for m in c.manifest)
+    spoken = speak_queries(tmp_path, kinds=("title",)).spoken_queries
+    assert len({q["voice"] for q in spoken}) == len(spoken) == 3

@@ -349,7 +349,9 @@ def corpus_build(
     passages: Annotated[int, typer.Option(help="Number of passages.", min=1)] = 50,
     voices: Annotated[list[str] | None, typer.Option(
         help="Voices, repeated or comma-separated (default: the evaluation voices "
-             "flite:slt,festival:kal_diphone).")] = None,
+             "flite:slt,festival:kal_diphone). A train corpus may shift flite voices into "
+             "other speakers: flite:awb:shift draws one per passage, flite:awb:w1.2:f150 is "
+             "one (vocal-tract warp, mean pitch in Hz).")] = None,
     layout: Annotated[str, typer.Option(
         help="episodes (long-form), passages (one file each) or queries (no passage audio: "
              "documents.jsonl for text retrieval).")] = "episodes",
@@ -389,7 +391,7 @@ def corpus_speak_queries(
     corpus: Annotated[Path, typer.Option(help="A corpus built by `speechrag corpus build`.")],
     voices: Annotated[list[str] | None, typer.Option(
         help="Voices, repeated or comma-separated (default: the evaluation voices; a train "
-             "corpus: the training voices).")] = None,
+             "corpus: the voices it was built with).")] = None,
     kinds: Annotated[str, typer.Option(
         help="Query kinds to speak, comma-separated.")] = "description,title",
     workers: Annotated[int | None, typer.Option(

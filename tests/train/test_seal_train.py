@@ -126,6 +126,7 @@ def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Pat
     top_cfg = {**model_cfg, "encoder_layers": 1}
     start = train("start", frozen, model=top_cfg, lr=0.0)  # a step that changes nothing
     trained = train("trained", frozen, model=top_cfg, encoder_lr_scale=0.5)
+    held = train("held", trained, model=top_cfg, encoder_lr_scale=0.0)  # top blocks frozen
     assert {p.name for p in features.iterdir()} == {"whisper-tiny.en-piece20s-fp32",
                                                      "whisper-tiny.en-piece20s-fp32-skip-top1"}
     log = [json.loads(line) for line in (tmp_path / "trained/log.jsonl").read_text()
@@ -141,6 +142,11 @@ def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Pat
     assert "encoder_top.blocks.0.qkv.weight" in state
     assert not torch.allclose(state["encoder_top.blocks.0.qkv.weight"], whisper_last)
     assert torch.equal(SealModel.load(start).encoder_top.blocks[0].qkv.weight, whisper_last)
+    kept = SealModel.load(held).trained_state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in state.items() if k.startswith("encoder_top"))
+    assert not all(torch.equal(kept[k], v) for k, v in state.items())  # the head moved
+    assert len(torch.load(tmp_path / "held/last.pt", weights_only=True)["optimizer"][
+        "param_groups"]) == 1
 
     clips = [audio.load(speech_dir / f"{k}.wav") for k in TOPICS]
 

@@ -263,15 +263,19 @@ def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
     root = Path(root)
     corpus = load_corpus(root)
     split = corpus.config.get("split")
-    voices = voices or (tts.TRAINING if split == "train" else tts.EVALUATION)
+    own = tuple(corpus.config.get("voices") or tts.TRAINING)
+    voices = voices or (own if split == "train" else tts.EVALUATION)
     CorpusConfig(split=split, passages=1, voices=voices)  # enforces the voice roles
     for engine in {v.partition(":")[0] for v in voices}:
         tts.check_engine(engine)
     chosen = [q for q in corpus.queries if q["kind"] in kinds]
     rows, jobs = [], []
     for q in chosen:
-        voice = tts.parse_voice(voices[int(hashlib.sha1(q["id"].encode()).hexdigest()[:8], 16)
-                                       % len(voices)])
+        spec = voices[int(hashlib.sha1(q["id"].encode()).hexdigest()[:8], 16) % len(voices)]
+        # a shifted speaker is drawn per query; espeak-ng's draw stays the one it always was
+        # (seed 0), so the spoken questions of corpora built before stay the same
+        voice = tts.parse_voice(spec, random.Random(q["id"]) if spec.endswith(":shift")
+                                else None)
         rel = f"query_audio/{q['id']}.wav"
         jobs.append((q["text"], voice, root / rel))
         rows.append({**q, "voice": voice.id, "audio": rel})

@@ -11,6 +11,18 @@ no model was trained on:
 A voice is written ``engine:name`` (``flite:slt``, ``festival:kal_diphone``,
 ``espeak-ng:en-gb-scotland+f3:p60:s150``). ``espeak-ng`` alone means "draw a
 random accent, variant, pitch and speed", seeded per utterance.
+
+A flite voice can also be **shifted** into another speaker: ``flite:awb:w1.2:f150`` is
+awb with its vocal tract shortened by 1.2 and a mean pitch of 150 Hz x 1.2 (``w``: the
+voice speaks ``w`` times slower, ``--setf duration_stretch``, and the audio is then
+played ``w`` times faster by resampling, so tempo is kept while pitch and formants rise
+by ``w``, the classic vocal-tract-length perturbation; ``f``: flite's
+``int_f0_target_mean``, which the diphone and awb voices follow and rms ignores).
+``flite:awb:shift`` draws a speaker, seeded per utterance: ``w`` in
+:data:`SHIFT_WARP` and a mean pitch after the warp in :data:`SHIFT_F0_HZ`. The training
+voices are four male speakers (kal16 is kal); shifting them is how a train corpus hears
+other speakers, female ones included, without touching the evaluation voices. A shifted
+voice keeps its base voice's role.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from speechrag import audio
 
@@ -37,6 +50,8 @@ ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "
                    "klatt", "klatt2", "klatt3", "klatt4", "Annie", "Andy", "Denis", "Gene",
                    "Lee", "Linda", "Mike", "Paul", "Rob", "Steph", "Zac")
 ENGINES = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}
+SHIFT_WARP = (0.95, 1.3)  # vocal-tract factor drawn by ``:shift`` (female voices: ~1.15-1.2)
+SHIFT_F0_HZ = (95.0, 250.0)  # mean pitch after the warp drawn by ``:shift``
 
 
 class VoiceError(ValueError):
@@ -45,18 +60,23 @@ class VoiceError(ValueError):
 
 @dataclass(frozen=True)
 class Voice:
-    """A concrete voice: engine, voice name, and (espeak-ng only) pitch and speed."""
+    """A concrete voice: engine, voice name, (espeak-ng only) pitch and speed, and (flite
+    only) a speaker shift: vocal-tract warp and target mean pitch (module docstring)."""
 
     engine: str
     name: str
     pitch: int = 50  # espeak-ng -p, 0..99
     speed: int = 165  # espeak-ng -s, words per minute
+    warp: float = 1.0  # flite: pitch, formants (and, before resampling, tempo) x warp
+    f0: int = 0  # flite: int_f0_target_mean in Hz before the warp; 0 keeps the voice's own
 
     @property
     def id(self) -> str:
         if self.engine == "espeak-ng":
             return f"espeak-ng:{self.name}:p{self.pitch}:s{self.speed}"
-        return f"{self.engine}:{self.name}"
+        shift = (f":w{self.warp:.2f}" if self.warp != 1.0 else "") + (
+            f":f{self.f0}" if self.f0 else "")
+        return f"{self.engine}:{self.name}{shift}"
 
     @property
     def role(self) -> str:
@@ -64,9 +84,12 @@ class Voice:
 
 
 def role_of(voice: str) -> str:
-    """'training', 'evaluation' or 'reserved' for a voice spec or id."""
+    """'training', 'evaluation' or 'reserved' for a voice spec or id (a shifted flite
+    voice has its base voice's role)."""
     if voice.startswith("espeak-ng"):
         return "training"
+    if voice.startswith("flite:"):
+        voice = ":".join(voice.split(":")[:2])
     if voice in EVALUATION:
         return "evaluation"
     if voice in TRAINING:
@@ -84,6 +107,8 @@ def parse_voice(spec: str, rng: random.Random | None = None) -> Voice:
     engine, _, rest = spec.partition(":")
     if engine not in ENGINES:
         raise VoiceError(f"unknown TTS engine in {spec!r}; one of {sorted(ENGINES)}")
+    if engine == "flite":
+        return _parse_flite(spec, rest, rng)
     if engine != "espeak-ng":
         return Voice(engine, rest)
     if not rest:  # draw a random espeak-ng voice
@@ -100,6 +125,30 @@ def parse_voice(spec: str, rng: random.Random | None = None) -> Voice:
         else:
             raise VoiceError(f"bad espeak-ng option {opt!r} in {spec!r} (use pNN or sNNN)")
     return Voice("espeak-ng", name, pitch, speed)
+
+
+def _parse_flite(spec: str, rest: str, rng: random.Random | None) -> Voice:
+    """``name[:shift | :wW[:fF]]`` -> a flite Voice (module docstring)."""
+    name, *opts = rest.split(":")
+    if opts == ["shift"]:
+        rng = rng or random.Random(0)
+        warp = round(rng.uniform(*SHIFT_WARP), 2)
+        return Voice("flite", name, warp=warp, f0=round(rng.uniform(*SHIFT_F0_HZ) / warp))
+    warp, f0 = 1.0, 0
+    for opt in opts:
+        try:
+            if opt[:1] == "w":
+                warp = float(opt[1:])
+                if not 0.7 <= warp <= 1.5:
+                    raise ValueError
+            elif opt[:1] == "f" and opt[1:].isdigit() and 50 <= int(opt[1:]) <= 400:
+                f0 = int(opt[1:])
+            else:
+                raise ValueError
+        except ValueError:
+            raise VoiceError(f"bad flite option {opt!r} in {spec!r} (use shift, or w0.7 to "
+                             "w1.5 and f50 to f400)") from None
+    return Voice("flite", name, warp=warp, f0=f0)
 
 
 def check_engine(engine: str) -> None:
@@ -119,6 +168,10 @@ def synthesize(text: str, voice: Voice, out: Path) -> float:
         txt.write_text(text + "\n", encoding="utf-8")
         if voice.engine == "flite":
             cmd = ["flite", "-voice", voice.name, "-f", str(txt), "-o", str(wav)]
+            if voice.warp != 1.0:
+                cmd += ["--setf", f"duration_stretch={voice.warp}"]
+            if voice.f0:
+                cmd += ["--setf", f"int_f0_target_mean={voice.f0}"]
         elif voice.engine == "festival":
             cmd = ["text2wave", "-eval", f"(voice_{voice.name})", str(txt), "-o", str(wav)]
         else:
@@ -128,6 +181,9 @@ def synthesize(text: str, voice: Voice, out: Path) -> float:
         if proc.returncode != 0 or not wav.exists() or wav.stat().st_size <= 44:
             raise VoiceError(f"{voice.id} failed: {proc.stderr.strip()[-300:] or 'no audio'}")
         samples = audio.load(wav)
+    if voice.warp != 1.0:  # played warp x faster: tempo back, pitch and formants x warp
+        samples = soxr.resample(samples, audio.SAMPLE_RATE * voice.warp,
+                                audio.SAMPLE_RATE).astype(np.float32)
     peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
     if peak > 0.99:  # some engines clip; keep headroom so PCM16 does not wrap
         samples = samples * (0.95 / peak)

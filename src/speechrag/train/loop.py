@@ -53,7 +53,8 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 5e-4
     # learning rate of Whisper's trained top blocks (model.encoder_layers > 0) as a
-    # fraction of ``lr``: pretrained weights take smaller steps than the new parts
+    # fraction of ``lr``: pretrained weights take smaller steps than the new parts; 0
+    # freezes them (no gradients: a head trained on top of blocks an --init run trained)
     encoder_lr_scale: float = 0.1
     # learning rate of the decoder blocks and positions a model took from Whisper's
     # decoder (CLSR's ``decoder.init = "whisper"``) as a fraction of ``lr``
@@ -265,6 +266,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     text = TextEncoder(config.model.text_encoder)
     model = arch.build(config.model, text).to(device).train()
+    if config.encoder_lr_scale == 0 and getattr(model, "encoder_top", None) is not None:
+        model.encoder_top.requires_grad_(False)  # frozen: no backward pass through them
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(param_groups(model, config), lr=config.lr,
                             weight_decay=config.weight_decay)
