@@ -10,6 +10,8 @@
 #
 # 1. speaks the first N train passages and their queries once per seed in SEEDS (default
 #    "0"; "0 1" is the split spoken twice, in other voices), renditions side by side;
+#    QUERIES=0 speaks no questions (runs that train on none; the spoken-question
+#    validation is then left out);
 # 2. caches each rendition's Whisper states (below the top TOP blocks, default 0), one
 #    after the other (GPU);
 # 3. waits for MiniLM (a later call carries .dev/common .dev/b) and, with DECODER=1, for
@@ -29,7 +31,8 @@ stamp() { echo "[$(date +%T)] $*"; }
 corpus() { echo /root/sr/corpus-$N$([ "$1" = 0 ] || echo "-s$1"); }
 stamp "speaking $N passages, seeds $SEEDS"
 for s in $SEEDS; do
-  python3 benchmarks/gpu/prep.py $N --no-cache --seed $s > /root/sr/prep-s$s.log 2>&1 &
+  python3 benchmarks/gpu/prep.py $N --no-cache --seed $s $([ "${QUERIES:-1}" = 0 ] && echo --no-queries) \
+    > /root/sr/prep-s$s.log 2>&1 &
 done
 wait
 corpora=()

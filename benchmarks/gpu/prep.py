@@ -3,7 +3,9 @@ Whisper states on the GPU (``/root/sr``, kept while the machine stays warm).
 
     source benchmarks/gpu/env.sh && python3 benchmarks/gpu/prep.py 6000
 
-``--no-cache`` stops after the speech; ``--cache-only --top K`` caches the states below
+``--no-cache`` stops after the speech; ``--no-queries`` speaks no questions (a run
+with ``query_fraction`` 0 needs none; 47 s of speaking and their share of caching on
+the H100); ``--cache-only --top K`` caches the states below
 Whisper's last K blocks (the inputs of a run with ``encoder_layers = K``; 0: the full
 encoder). ``--seed S`` speaks another rendition into ``corpus-N-sS``, for a run with
 ``--corpus`` twice (voice variety). Run the policies one after the other: on the H100
@@ -24,13 +26,15 @@ from speechrag.corpus.build import CorpusConfig, build_corpus, load_corpus, spea
 from speechrag.train.data import cache_states, training_utterances
 
 
-def speak(corpus: Path, n: int, seed: int) -> None:
+def speak(corpus: Path, n: int, seed: int, queries: bool = True) -> None:
     t = time.time()
     config = CorpusConfig(split="train", passages=n, layout="passages", voices=tts.TRAINING,
                           seed=seed)
     c = build_corpus(config, corpus, workers=16)
     hours = sum(m["end"] - m["start"] for m in c.manifest) / 3600
     print(f"built {len(c.manifest)} passages, {hours:.1f} h in {time.time() - t:.0f} s", flush=True)
+    if not queries:
+        return
     t = time.time()
     c = speak_queries(corpus, workers=16)
     print(f"spoke {len(c.spoken_queries)} queries in {time.time() - t:.0f} s", flush=True)
@@ -52,6 +56,9 @@ def main() -> None:
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--cache-only", action="store_true")
     ap.add_argument("--top", type=int, default=0)
+    ap.add_argument("--no-queries", action="store_true",
+                    help="speak the passages only: no spoken questions to speak or cache "
+                         "(runs with query_fraction 0 and no spoken validation)")
     ap.add_argument("--seed", type=int, default=0,
                     help="another rendition of the passages (other voices): corpus-N-sSEED")
     args = ap.parse_args()
@@ -59,7 +66,7 @@ def main() -> None:
                           + (f"-s{args.seed}" if args.seed else ""))
     print("cuda", torch.cuda.is_available(), torch.__version__, flush=True)
     if not args.cache_only:
-        speak(corpus, args.passages, args.seed)
+        speak(corpus, args.passages, args.seed, queries=not args.no_queries)
     if not args.no_cache:
         cache(corpus, args.root, args.top)
 
