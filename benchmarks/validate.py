@@ -13,9 +13,9 @@ worth of noise; for CLSR also the free-running WER of its rough transcripts. ``s
 the checkpoint shipped in the package.
 
 ``cascade`` (or ``cascade-beam5``) among the checkpoints adds the baseline on the same
-passages: faster-whisper transcribes each held-out passage and spoken question (2 cores:
-about 8 s a passage), MiniLM embeds the transcripts, and the row gets the same measures
-and the WER of Whisper's transcripts.
+passages: faster-whisper transcribes each held-out passage and spoken question (2 cores,
+greedy: 91 passages in 3 minutes), MiniLM embeds the transcripts, and the row gets the
+same measures and the WER of Whisper's transcripts.
 
 ``--fuse W ...`` with two checkpoints adds a row per weight for late fusion of the two:
 every score is W x the first model's cosine + (1 - W) x the second's, which is what one
@@ -27,6 +27,7 @@ head and no second encoder pass.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -54,16 +55,41 @@ def _recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float
     return 100 * recall_at(ranks, 1), mrr(ranks)
 
 
+def _row(val: list[Utterance], questions: dict[str, list[str]],
+         speech: Callable[[list[Utterance]], torch.Tensor],
+         text: Callable[[list[str]], torch.Tensor], heard: list[str]) -> dict:
+    """One system's row: ``speech`` embeds utterances (N, E), ``text`` embeds strings
+    (N, E); ``heard`` receives its transcripts of the passages, if it makes them, while
+    ``speech`` embeds those. Scores every written question against passage speech, every
+    spoken question against passage text, each passage's text against its speech."""
+    passages = [u for u in val if u.kind == "passage"]
+    spoken = [u for u in val if u.kind == "query"]
+    where = {u.passage_id: i for i, u in enumerate(passages)}
+    s = speech(passages)  # (P, E); fills ``heard``
+    t = text([u.text for u in passages])  # (P, E)
+    asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
+    row: dict = {"passages": len(passages), "questions": len(asked)}
+    if heard:
+        row["wer"] = 100 * wer([u.text for u in passages], heard)
+    row["scores"] = {"written": text([q for q, _ in asked]) @ s.T, "transcript": t @ s.T}
+    row["truth"] = {"written": torch.tensor([i for _, i in asked]),
+                    "transcript": torch.arange(len(passages))}
+    if spoken:
+        row["spoken"] = len(spoken)
+        row["scores"]["spoken"] = speech(spoken) @ t.T
+        row["truth"]["spoken"] = torch.tensor([where[u.passage_id] for u in spoken])
+    return _measure(row)
+
+
 @torch.no_grad()
 def score(model: SealModel | ClsrModel, val: list[Utterance], cache: Path,
           questions: dict[str, list[str]]) -> dict[str, float]:
     """Validation metrics of one model; states come from ``cache`` (S, D) per utterance."""
-    passages = [u for u in val if u.kind == "passage"]
-    where = {u.passage_id: i for i, u in enumerate(passages)}
     decoded: list[str] = []  # CLSR's rough transcripts of the passages
 
-    def speech(utts: list[Utterance], transcribe: bool = False) -> torch.Tensor:
+    def speech(utts: list[Utterance]) -> torch.Tensor:
         out = []
+        transcribe = utts and utts[0].kind == "passage"
         for u in utts:
             states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
             mask = torch.ones(states.shape[:2], dtype=torch.bool)
@@ -75,22 +101,7 @@ def score(model: SealModel | ClsrModel, val: list[Utterance], cache: Path,
                                                                  skip_special_tokens=True))
         return torch.cat(out)
 
-    s = speech(passages, transcribe=True)  # (P, E)
-    t = model.encode_text([u.text for u in passages])  # (P, E)
-    asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
-    q = model.encode_text([text for text, _ in asked])  # (Q, E)
-    row: dict = {"passages": len(passages), "questions": len(asked)}
-    if decoded:
-        row["wer"] = 100 * wer([u.text for u in passages], decoded)
-    row["scores"] = {"written": q @ s.T, "transcript": t @ s.T}
-    row["truth"] = {"written": torch.tensor([i for _, i in asked]),
-                    "transcript": torch.arange(len(passages))}
-    spoken = [u for u in val if u.kind == "query"]
-    if spoken:
-        row["spoken"] = len(spoken)
-        row["scores"]["spoken"] = speech(spoken) @ t.T
-        row["truth"]["spoken"] = torch.tensor([where[u.passage_id] for u in spoken])
-    return _measure(row)
+    return _row(val, questions, speech, model.encode_text, decoded)
 
 
 @torch.no_grad()
@@ -105,32 +116,23 @@ def score_cascade(val: list[Utterance], questions: dict[str, list[str]],
     from speechrag.progress import progress_bar
 
     cascade = CascadeRetriever(CascadeConfig(beam_size=beam_size))
-    passages = [u for u in val if u.kind == "passage"]
-    spoken = [u for u in val if u.kind == "query"]
-    where = {u.passage_id: i for i, u in enumerate(passages)}
-    heard: list[str] = []
-    with progress_bar(Console(stderr=True)) as progress:
-        task = progress.add_task("cascade: transcribing", total=len(passages) + len(spoken))
-        for u in passages + spoken:
-            heard.append(cascade.asr.transcribe(_read_span(u)))
-            progress.advance(task)
+    transcripts: list[str] = []
 
-    def embed(texts: list[str]) -> torch.Tensor:
+    def text(texts: list[str]) -> torch.Tensor:
         return torch.from_numpy(cascade.encode_text(texts))
 
-    s, t = embed(heard[:len(passages)]), embed([u.text for u in passages])  # (P, E)
-    asked = [(q, where[p]) for p in where for q in questions.get(p, [])]
-    row: dict = {"passages": len(passages), "questions": len(asked),
-                 "wer": 100 * wer([u.text for u in passages], heard[:len(passages)]),
-                 "scores": {"written": embed([q for q, _ in asked]) @ s.T,
-                            "transcript": t @ s.T},
-                 "truth": {"written": torch.tensor([i for _, i in asked]),
-                           "transcript": torch.arange(len(passages))}}
-    if spoken:
-        row["spoken"] = len(spoken)
-        row["scores"]["spoken"] = embed(heard[len(passages):]) @ t.T
-        row["truth"]["spoken"] = torch.tensor([where[u.passage_id] for u in spoken])
-    return _measure(row)
+    def speech(utts: list[Utterance]) -> torch.Tensor:
+        heard = []
+        with progress_bar(Console(stderr=True)) as progress:
+            task = progress.add_task(f"cascade: transcribing {utts[0].kind}s", total=len(utts))
+            for u in utts:
+                heard.append(cascade.asr.transcribe(_read_span(u)))
+                progress.advance(task)
+        if utts[0].kind == "passage":
+            transcripts.extend(heard)
+        return text(heard)
+
+    return _row(val, questions, speech, text, transcripts)
 
 
 def _measure(row: dict) -> dict:
