@@ -175,6 +175,8 @@ def test_shifted_flite_voices_parse_and_keep_their_role() -> None:
     for bad in ("flite:awb:w3", "flite:awb:f9999", "flite:awb:x1", "flite:awb:wfast"):
         with pytest.raises(tts.VoiceError, match="bad flite option"):
             tts.parse_voice(bad)
+    with pytest.raises(tts.VoiceError, match="bad flite option"):  # before any file is written
+        CorpusConfig(split="train", voices=("flite:awb:w3",))
     drawn = [tts.parse_voice("flite:kal:shift", random.Random(s)) for s in range(40)]
     assert drawn == [tts.parse_voice("flite:kal:shift", random.Random(s)) for s in range(40)]
     assert len({d.id for d in drawn}) > 30

@@ -69,6 +69,7 @@ class CorpusConfig:
                 raise tts.VoiceError(
                     f"{v!r} is an {role} voice: train corpora use training voices only "
                     f"({', '.join(tts.TRAINING)})")
+            tts.parse_voice(v)  # a malformed spec fails here, before anything is written
 
 
 @dataclass
