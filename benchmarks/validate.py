@@ -2,7 +2,7 @@
 with every question: the measure to pick a checkpoint by (never the test table).
 
     .venv/bin/python benchmarks/validate.py --corpus TRAIN_CORPUS --features FEATURES \\
-        seal runs/seal-d/best.pt [CHECKPOINT ...] [--fuse 0.3 0.5 ...]
+        seal runs/seal-d/best.pt [CHECKPOINT ...] [--fuse 0.3 0.5 ...] [--hybrid 0.3 ...]
 
 The held-out passages are the training app's (a hash of the passage id, the first
 ``--max-val`` of them), so a run on a bigger build of the same corpus holds out a
@@ -16,6 +16,11 @@ the checkpoint shipped in the package.
 passages: faster-whisper transcribes each held-out passage and spoken question (2 cores,
 greedy: 91 passages in 3 minutes), MiniLM embeds the transcripts, and the row gets the
 same measures and the WER of Whisper's transcripts.
+
+``--hybrid W ...`` adds, for every model that writes transcripts (CLSR, the cascade), a
+row per weight for hybrid search (speechrag.lexical): each written question scored by its
+cosine + W x the character n-gram TF-IDF match of its words to each passage's transcript
+(IDF over the held-out passages' transcripts). The other columns repeat the model's own.
 
 ``--fuse W ...`` with two checkpoints adds a row per weight for late fusion of the two:
 every score is W x the first model's cosine + (1 - W) x the second's, which is what one
@@ -34,6 +39,7 @@ import torch
 
 from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
+from speechrag.lexical import LexicalScorer
 from speechrag.metrics import mrr, recall_at, wer
 from speechrag.models.clsr import ClsrModel
 from speechrag.models.seal import SealModel
@@ -71,6 +77,8 @@ def _row(val: list[Utterance], questions: dict[str, list[str]],
     row: dict = {"passages": len(passages), "questions": len(asked)}
     if heard:
         row["wer"] = 100 * wer([u.text for u in passages], heard)
+        row["heard"] = list(heard)
+        row["questions_text"] = [q for q, _ in asked]
     row["scores"] = {"written": text([q for q, _ in asked]) @ s.T, "transcript": t @ s.T}
     row["truth"] = {"written": torch.tensor([i for _, i in asked]),
                     "transcript": torch.arange(len(passages))}
@@ -166,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-val", type=int, default=64)
     ap.add_argument("--fuse", nargs="*", type=float, default=[],
                     help="with two checkpoints: rows for W x first + (1 - W) x second")
+    ap.add_argument("--hybrid", nargs="*", type=float, default=[],
+                    help="rows for hybrid search at each lexical weight W: written questions "
+                         "scored by cosine + W x their match to each passage's transcript")
     args = ap.parse_args(argv)
     if args.fuse and len(args.checkpoints) != 2:
         ap.error("--fuse needs exactly two checkpoints")
@@ -195,6 +206,18 @@ def main(argv: list[str] | None = None) -> None:
         r = score(model, val, cache, questions)
         rows.append(r)
         _print_row(name, r)
+    for name, r in zip(args.checkpoints, rows, strict=True):
+        if args.hybrid and "heard" not in r:
+            print(f"| {name} + hybrid | (no transcripts) | | | | | |")
+            continue
+        for w in args.hybrid:
+            ids = [str(i) for i in range(len(r["heard"]))]
+            lexical = LexicalScorer(ids, r["heard"])
+            match = torch.stack([torch.from_numpy(lexical.scores(q, ids))
+                                 for q in r["questions_text"]])  # (Q, P)
+            mixed = {"scores": {**r["scores"], "written": r["scores"]["written"] + w * match},
+                     "truth": r["truth"]}
+            _print_row(f"{name} + hybrid {w:g}", _measure(mixed))
     for w in args.fuse:
         a, b = rows
         fused = {"scores": {k: w * a["scores"][k] + (1 - w) * b["scores"][k]

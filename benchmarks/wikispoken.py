@@ -4,7 +4,7 @@ upper bound, all with the same 40 s / 20 s windows, the same queries and the one
 evaluator.
 
     .venv/bin/python benchmarks/wikispoken.py [--passages 100] [--models cascade clsr ...]
-        [--fresh] [--spoken-queries]
+        [--fresh] [--spoken-queries] [--hybrid 0.3]
 
 Builds (or reuses) the corpus in the speechrag cache, evaluates each model, writes
 the JSON reports and comparison chart to benchmarks/results/, and prints the
@@ -12,6 +12,8 @@ README's markdown tables: retrieval per query kind, and indexing speed as ratios
 the cascade's. ``--fresh`` re-indexes every model in this run (otherwise an index
 left by an earlier run is reused with its recorded time), which is what a speed
 comparison needs: the machine is noisy, so only times taken in one run compare.
+``--hybrid W`` adds, for every model that writes transcripts, a second row from the same
+index: hybrid search (speechrag.lexical) with lexical weight W.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 from speechrag.assets import cache_dir
 from speechrag.corpus.build import CorpusConfig, build_corpus, speak_queries
 from speechrag.evaluate import evaluate, safe_name
+from speechrag.index import IndexConfigError
+from speechrag.lexical import HybridConfig
 from speechrag.report import plot_reports, report_name, write_report
 
 RESULTS = Path(__file__).parent / "results"
@@ -58,6 +62,8 @@ def speed_table(reports: list[dict]) -> str:
     head = "| model | index wall s | " + " | ".join(f"speedup vs {b}" for b in base) + " |"
     rows = [head, "|---|---|" + "---|" * len(base)]
     for r in reports:
+        if r.get("hybrid"):
+            continue  # the same index as the row above it
         wall = r["indexing"]["wall_s"]
         rows.append(f"| {report_name(r)} | {wall:.0f} | "
                     + " | ".join(f"{b / max(wall, 1e-9):.2f}x" for b in base.values()) + " |")
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fresh", action="store_true", help="re-index every model in this run")
     ap.add_argument("--spoken-queries", action="store_true",
                     help="ask the queries spoken by the evaluation voices (speech to speech)")
+    ap.add_argument("--hybrid", type=float, default=0.0,
+                    help="also score each model with hybrid search at this lexical weight")
     args = ap.parse_args(argv)
 
     config = CorpusConfig(split="test", passages=args.passages,
@@ -93,6 +101,15 @@ def main(argv: list[str] | None = None) -> None:
         report = evaluate(corpus, model, work, spoken=args.spoken_queries)
         write_report(report, args.out)
         reports.append(report)
+        if args.hybrid > 0:
+            try:  # the same index, re-ranked; a model without transcripts has no row
+                report = evaluate(corpus, model, work, spoken=args.spoken_queries,
+                                  hybrid=HybridConfig(weight=args.hybrid))
+            except IndexConfigError as err:
+                print(f"  no hybrid row for {model}: {err}", flush=True)
+                continue
+            write_report(report, args.out)
+            reports.append(report)
     plot_reports(args.out)
     print(markdown(reports))
     print()

@@ -23,6 +23,9 @@ def test_index_and_search(tmp_path: Path, speech_dir: Path) -> None:
                                                            "file not found")]
     hits = speechrag.search(tmp_path / "ix", "a bowed string instrument", k=2)
     assert Path(hits[0].source).stem == "violin" and len(hits) == 2
+    mixed = speechrag.search(tmp_path / "ix", "a bowed string instrument", k=2, hybrid=0.3)
+    assert Path(mixed[0].source).stem == "violin"
+    assert mixed[0].score >= hits[0].score  # the cosine plus a non-negative match
     again = speechrag.index_audio([speech_dir], tmp_path / "ix", segmenter=seg)
     assert again.indexed == [] and len(again.unchanged) == 3  # keeps the index's own model
     with pytest.raises(IndexConfigError, match="built with model"):

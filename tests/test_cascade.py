@@ -43,6 +43,9 @@ def test_spoken_query_goes_through_asr(tiny_retriever, recordings) -> None:
     spoken = tiny_retriever.encode_query_audio([recordings[1]])
     written = tiny_retriever.encode_text(list(TOPICS.values()))
     assert int(np.argmax(written @ spoken[0])) == 1
+    again, heard = tiny_retriever.encode_query_audio_with_text([recordings[1]])
+    np.testing.assert_allclose(again, spoken, atol=1e-6)
+    assert "violin" in heard[0].lower()
     assert np.allclose(np.linalg.norm(spoken, axis=1), 1.0, atol=1e-5)
 
 

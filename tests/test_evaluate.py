@@ -114,6 +114,20 @@ def test_spoken_queries_over_text_documents(tiny_retriever, tmp_path) -> None:
 
     assert report_name(report) == "cascade-tiny-spoken" and report_name(written) == "cascade-tiny"
     eval_table(report)
+    # hybrid search on the same index: what Whisper heard in each spoken query is matched
+    # against the documents' words; the report says so and is named apart
+    from speechrag.lexical import HybridConfig
+
+    mixed = evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever,
+                     spoken=True, hybrid=HybridConfig(weight=0.3))
+    assert mixed["hybrid"]["weight"] == 0.3 and mixed["hybrid"]["fit_s"] >= 0
+    assert report_name(mixed) == "cascade-tiny-hybrid-spoken"
+    assert mixed["indexing"] == report["indexing"]  # no second indexing
+    assert mixed["retrieval"]["overall"]["n"] == report["retrieval"]["overall"]["n"]
+    assert mixed["retrieval"]["overall"]["R@1"] >= 0.5
+    off = evaluate(corpus, "cascade-tiny", tmp_path / "out", retriever=tiny_retriever,
+                   spoken=True, hybrid=HybridConfig(weight=0.0))
+    assert off["hybrid"] is None and report_name(off) == "cascade-tiny-spoken"
 
 
 def test_a_stale_cached_index_is_rebuilt(tiny_corpus, tmp_path) -> None:

@@ -62,6 +62,12 @@ def test_scores_are_the_weighted_sum_of_both_models(fused, speech_dir: Path) -> 
     audio = [segs[2].samples]
     af, ac, as_ = (r.encode_query_audio(audio) for r in (fused, clsr, seal))
     np.testing.assert_allclose(af @ vf.T, w * (ac @ vc.T) + (1 - w) * (as_ @ vs.T), atol=tol)
+    # with the words heard: the same vectors; CLSR's rough transcript, none from SEAL
+    (hf, wf), (hc, wc), (hs, ws) = (r.encode_query_audio_with_text(audio)
+                                    for r in (fused, clsr, seal))
+    np.testing.assert_allclose(hf, af, atol=1e-6)
+    np.testing.assert_allclose(hc, ac, atol=1e-6)
+    assert wf == wc == [tc[2]] and ws == [None]
 
 
 def test_indexes_and_finds_spoken_passages(fused, speech_dir: Path, tmp_path: Path) -> None:

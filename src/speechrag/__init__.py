@@ -110,11 +110,16 @@ def search_audio(index_dir: str | Path, query_audio: str | Path, k: int = 10) ->
     return index.search(retriever.encode_query_audio([samples]), k)[0]
 
 
-def search(index_dir: str | Path, question: str, k: int = 10) -> list[Hit]:
-    """Top-k segments for a text question, best first (exact cosine search)."""
+def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.0
+           ) -> list[Hit]:
+    """Top-k segments for a text question, best first (exact cosine search). ``hybrid`` > 0
+    re-ranks the best 100 by cosine + hybrid x the match of the question's words to each
+    segment's transcript (speechrag.lexical; 0.3 was chosen on validation)."""
     from speechrag.index import Index
+    from speechrag.lexical import HybridConfig
     from speechrag.retrievers import from_spec
 
     index = Index.open(index_dir)
     retriever = from_spec(index.config.model)
-    return index.search(retriever.encode_text([question]), k)[0]
+    mixing = HybridConfig(weight=hybrid) if hybrid > 0 else None
+    return index.search(retriever.encode_text([question]), k, [question], mixing)[0]

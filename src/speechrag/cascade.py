@@ -132,4 +132,10 @@ class CascadeRetriever:
 
     def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
         """spoken queries, each (n,) float32 16 kHz -> (N, dim) unit norm."""
-        return self.text.encode([self.asr.transcribe(s) for s in samples])
+        return self.encode_query_audio_with_text(samples)[0]
+
+    def encode_query_audio_with_text(self, samples: list[np.ndarray]
+                                     ) -> tuple[np.ndarray, list[str | None]]:
+        """spoken queries -> (N, dim) unit norm, and Whisper's transcript of each."""
+        heard: list[str | None] = [self.asr.transcribe(s) for s in samples]
+        return self.text.encode([h or "" for h in heard]), heard

@@ -97,9 +97,19 @@ class TrainedRetriever:
                 texts[j] = t[k]
         return vecs, texts
 
-    @torch.inference_mode()
     def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
+        return self.encode_query_audio_with_text(samples)[0]
+
+    @torch.inference_mode()
+    def encode_query_audio_with_text(self, samples: list[np.ndarray]
+                                     ) -> tuple[np.ndarray, list[str | None]]:
+        """spoken queries -> (N, dim) unit norm, and the model's rough transcript of each
+        (None for a model that decodes none, as SEAL)."""
         vecs = np.zeros((len(samples), self.dim), dtype=np.float32)
+        heard: list[str | None] = [None] * len(samples)
         for group in length_batches([len(s) / SAMPLE_RATE for s in samples]):
-            vecs[group] = self.embed(*self.speech.clips([samples[j] for j in group]))[0]
-        return vecs
+            v, t = self.embed(*self.speech.clips([samples[j] for j in group]))
+            vecs[group] = v
+            for n, j in enumerate(group):
+                heard[j] = t[n]
+        return vecs, heard

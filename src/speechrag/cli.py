@@ -17,6 +17,7 @@ from rich.progress import Progress
 from speechrag.assets import AssetError, cache_dir
 from speechrag.audio import AudioError
 from speechrag.corpus.tts import VoiceError
+from speechrag.lexical import DEFAULT_WEIGHT, HybridConfig
 from speechrag.progress import progress_bar
 
 app = typer.Typer(help="End-to-end speech retrieval: index recorded speech, search it with "
@@ -167,8 +168,9 @@ def read_queries(path: Path) -> list[dict]:
     return queries
 
 
-def encode_queries(retriever: Any, queries: list[dict]) -> tuple[list[dict], Any]:
-    """Text and spoken queries -> (the queries that could be encoded, their vectors (Q, dim)).
+def encode_queries(retriever: Any, queries: list[dict]) -> tuple[list[dict], Any, list[str]]:
+    """Text and spoken queries -> (the queries that could be encoded, their vectors (Q, dim),
+    their words: the text, or what the model heard in the audio ("" if it writes nothing)).
     A spoken query whose file cannot be read is reported and skipped, never fatal to the
     others; if none is left that is an error."""
     import numpy as np
@@ -189,15 +191,21 @@ def encode_queries(retriever: Any, queries: list[dict]) -> tuple[list[dict], Any
         raise ValueError("no query could be read")
     texts = [q["text"] for q in kept if "audio" not in q]
     text_vecs = retriever.encode_text(texts) if texts else None
-    audio_vecs = retriever.encode_query_audio(samples) if samples else None
+    audio_vecs, heard = (retriever.encode_query_audio_with_text(samples) if samples
+                         else (None, []))
     vecs = np.zeros((len(kept), retriever.dim), dtype=np.float32)
+    words: list[str] = []
     ti = ai = 0
     for i, q in enumerate(kept):
         if "audio" in q:
-            vecs[i], ai = audio_vecs[ai], ai + 1  # type: ignore[index]
+            vecs[i] = audio_vecs[ai]  # type: ignore[index]
+            words.append(heard[ai] or "")
+            ai += 1
         else:
-            vecs[i], ti = text_vecs[ti], ti + 1  # type: ignore[index]
-    return kept, vecs
+            vecs[i] = text_vecs[ti]  # type: ignore[index]
+            words.append(q["text"])
+            ti += 1
+    return kept, vecs, words
 
 
 @app.command()
@@ -214,6 +222,11 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
     model: Annotated[str | None, typer.Option(
         help="Refuse unless the index was built with this model.")] = None,
+    hybrid: Annotated[float, typer.Option(
+        help="Hybrid search: re-rank the best 100 hits by cosine + this weight x the "
+             "match of the question's words to each hit's transcript (0: cosine only; "
+             f"{DEFAULT_WEIGHT} was chosen on validation). A spoken question's words are "
+             "what the model heard.", min=0.0)] = 0.0,
 ) -> None:
     """Search an index with written or spoken questions; prints source, start-end (mm:ss),
     score and text. Audio indexes and text-document indexes alike."""
@@ -233,9 +246,10 @@ def search(
     qs = ([{"id": 1, "text": query}] if query is not None else
           [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
           read_queries(queries))  # type: ignore[arg-type]
+    mixing = HybridConfig(weight=hybrid) if hybrid > 0 else None
     retriever = from_spec(idx.config.model)
-    qs, vectors = encode_queries(retriever, qs)
-    results = idx.search(vectors, k)
+    qs, vectors, words = encode_queries(retriever, qs)
+    results = idx.search(vectors, k, words, mixing)
     for q, hits in zip(qs, results, strict=True):
         shown = q.get("text") or f"[spoken] {q['audio']}"
         if as_json:
@@ -296,13 +310,16 @@ def eval_(
     spoken_queries: Annotated[bool, typer.Option(
         "--spoken-queries", help="Ask the corpus's spoken queries (see `corpus "
         "speak-queries`) instead of the written ones.")] = False,
+    hybrid: Annotated[float, typer.Option(
+        help="Hybrid search (written queries): the lexical match's weight, as in `search "
+             "--hybrid`; 0 scores cosine alone.", min=0.0)] = 0.0,
 ) -> None:
     """Index a corpus with a model, run its queries, report R@k, MRR, RTF, latency, WER."""
-    run_eval(corpus, model, out_dir, window, hop, k, spoken_queries)
+    run_eval(corpus, model, out_dir, window, hop, k, spoken_queries, hybrid)
 
 
 def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop: float = 20.0,
-             k: int = 10, spoken: bool = False) -> dict:
+             k: int = 10, spoken: bool = False, hybrid: float = 0.0) -> dict:
     from speechrag.corpus.build import load_corpus
     from speechrag.evaluate import evaluate
     from speechrag.report import eval_table, plot_reports, write_report
@@ -312,7 +329,8 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
     with _progress() as progress:
         on_progress = _audio_progress(progress, c.audio_files())
         report = evaluate(c, model, out_dir, k=k, segmenter=SegmenterConfig(window, hop),
-                          on_progress=on_progress, spoken=spoken)
+                          on_progress=on_progress, spoken=spoken,
+                          hybrid=HybridConfig(weight=hybrid) if hybrid > 0 else None)
     path = write_report(report, out_dir)
     chart = plot_reports(out_dir)
     out.print(eval_table(report))

@@ -26,6 +26,7 @@ from typing import Any
 
 from speechrag.corpus.build import Corpus
 from speechrag.index import CONFIG_FILE, Index, IndexConfigError
+from speechrag.lexical import HybridConfig
 from speechrag.metrics import first_correct_rank, percentile, retrieval_summary, wer
 from speechrag.retrievers import (
     GoldTextRetriever,
@@ -153,12 +154,15 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
              segmenter: SegmenterConfig | None = None,
              retriever: Retriever | None = None,
              on_progress: Callable[[str, float], None] | None = None,
-             spoken: bool = False) -> dict[str, Any]:
+             spoken: bool = False, hybrid: HybridConfig | None = None) -> dict[str, Any]:
     """Index ``corpus`` with ``model`` into ``out/index-<model>`` and score its queries
-    (written, or spoken with ``spoken=True``)."""
+    (written, or spoken with ``spoken=True``); with ``hybrid``, the dense hits are
+    re-ranked with the lexical match of each question (a spoken one: what the model heard)
+    to the transcripts (speechrag.lexical), on the same index."""
     from speechrag.audio import load_query_audio
 
     segmenter = segmenter or SegmenterConfig()
+    hybrid = hybrid if hybrid is not None and hybrid.weight > 0 else None
     queries = corpus.spoken_queries if spoken else corpus.queries
     if spoken and not queries:
         raise ValueError(f"{corpus.root}: no spoken queries; make them with `speechrag corpus "
@@ -171,6 +175,11 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
     else:
         index, timing = build_index(corpus, retriever, index_dir, segmenter, on_progress)
 
+    fit_s = 0.0
+    if hybrid is not None:  # the TF-IDF is fitted once per opened index, before any query
+        t0 = time.perf_counter()
+        index.lexical_scorer(hybrid)
+        fit_s = time.perf_counter() - t0
     gold = corpus.gold()
     ranks: list[int | None] = []
     per_query: list[dict] = []
@@ -178,9 +187,12 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
     for q in queries:
         samples = load_query_audio(q["audio"]) if spoken else None
         t0 = time.perf_counter()
-        vec = (retriever.encode_query_audio([samples]) if samples is not None
-               else retriever.encode_text([q["text"]]))
-        hits = index.search(vec, k)[0]
+        if samples is not None:  # what the model heard is the spoken question's words
+            vec, heard = retriever.encode_query_audio_with_text([samples])
+            words = heard[0] or ""
+        else:
+            vec, words = retriever.encode_text([q["text"]]), q["text"]
+        hits = index.search(vec, k, [words], hybrid)[0]
         latencies_ms.append((time.perf_counter() - t0) * 1000)
         if documents:
             rank = next((i for i, h in enumerate(hits, start=1)
@@ -206,6 +218,7 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
         "queries_spoken": spoken,
         "targets": "text documents" if documents else "recordings",
         "model_spec": spec_of(retriever),
+        "hybrid": None if hybrid is None else {**hybrid.to_dict(), "fit_s": fit_s},
         "corpus": str(corpus.root),
         "index": str(index_dir),
         "corpus_config": corpus.config,

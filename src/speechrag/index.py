@@ -16,7 +16,9 @@ indexes the file again. Files already recorded with the same size and mtime are
 skipped; changed files are re-indexed only after their new version encoded
 without error, so a corrupt replacement never loses what was stored.
 
-Search is exact cosine top-k (LanceDB flat scan, no ANN index), correctness first.
+Search is exact cosine top-k (LanceDB flat scan, no ANN index), correctness first;
+hybrid search re-ranks the cosine top candidates with a lexical match on their
+transcripts (speechrag.lexical).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from speechrag.audio import AudioError
+from speechrag.lexical import HybridConfig, LexicalScorer, rerank
 from speechrag.retrievers import Retriever, canonical_spec, spec_of
 from speechrag.segment import Segment, SegmenterConfig, segments
 
@@ -155,6 +158,7 @@ class Index:
         self.segments = self.db.create_table(
             "segments", schema=_segments_schema(config.dim), exist_ok=True)
         self.files = self.db.create_table("files", schema=FILES_SCHEMA, exist_ok=True)
+        self._lexical_cache: tuple[tuple[int, int, int], LexicalScorer] | None = None
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -382,16 +386,45 @@ class Index:
         table = self.segments.to_arrow().select(list(columns)).to_pylist()
         return sorted(table, key=lambda r: (r.get("source"), r.get("start")))
 
-    def search(self, vectors: np.ndarray, k: int = 10) -> list[list[Hit]]:
-        """vectors: (Q, dim) unit norm -> Q lists of up to k hits, best first (exact cosine)."""
+    def search(self, vectors: np.ndarray, k: int = 10, texts: list[str] | None = None,
+               hybrid: HybridConfig | None = None) -> list[list[Hit]]:
+        """vectors: (Q, dim) unit norm -> Q lists of up to k hits, best first (exact cosine).
+
+        With ``hybrid`` (weight > 0) and the queries' ``texts`` (Q,), the best
+        ``hybrid.candidates`` hits by cosine are re-ranked by cosine + weight x the lexical
+        match of the query text to each hit's transcript (speechrag.lexical), and a hit's
+        score is that sum."""
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if vectors.shape[1] != self.config.dim:
             raise IndexConfigError(f"query vectors have dim {vectors.shape[1]}, "
                               f"index has {self.config.dim}")
+        mixing = hybrid is not None and hybrid.weight > 0
+        if mixing and (texts is None or len(texts) != len(vectors)):
+            raise ValueError("hybrid search needs each query's text beside its vector")
+        scorer = self.lexical_scorer(hybrid) if mixing else None
+        limit = max(k, hybrid.candidates) if mixing and hybrid is not None else k
         results: list[list[Hit]] = []
-        for v in vectors:
-            found = (self.segments.search(v).distance_type("cosine").limit(k)
-                     .select(["source", "start", "end", "text", "_distance"]).to_list())
-            results.append([Hit(r["source"], r["start"], r["end"], 1.0 - float(r["_distance"]),
-                                r["text"]) for r in found])
+        for n, v in enumerate(vectors):
+            found = (self.segments.search(v).distance_type("cosine").limit(limit)
+                     .select(["id", "source", "start", "end", "text", "_distance"]).to_list())
+            cosine = np.array([1.0 - float(r["_distance"]) for r in found], dtype=np.float32)
+            order, scores = np.arange(len(found)), cosine
+            if scorer is not None and hybrid is not None and texts is not None:
+                lexical = scorer.scores(texts[n], [r["id"] for r in found])
+                order, scores = rerank(cosine, lexical, hybrid.weight)
+            results.append([Hit(found[i]["source"], found[i]["start"], found[i]["end"],
+                                float(scores[i]), found[i]["text"]) for i in order[:k]])
         return results
+
+    def lexical_scorer(self, hybrid: HybridConfig) -> LexicalScorer:
+        """The TF-IDF of every transcript in the index, fitted on first use and again
+        whenever the table has changed since (keyed by its LanceDB version)."""
+        key = (self.segments.version, hybrid.ngram_min, hybrid.ngram_max)
+        if self._lexical_cache is None or self._lexical_cache[0] != key:
+            rows = self.segments.to_arrow().select(["id", "text"]).to_pydict()
+            try:
+                scorer = LexicalScorer(rows["id"], rows["text"], hybrid)
+            except ValueError as err:
+                raise IndexConfigError(f"{self.path}: {err}") from err
+            self._lexical_cache = (key, scorer)
+        return self._lexical_cache[1]

@@ -67,8 +67,10 @@ def eval_table(report: dict[str, Any]) -> Table:
 
 
 def report_name(report: dict[str, Any]) -> str:
-    """``cascade``, or ``cascade-spoken`` for spoken queries: a report's file name and label."""
-    return safe_name(report["model"]) + ("-spoken" if report.get("queries_spoken") else "")
+    """``cascade``, ``cascade-hybrid`` for hybrid search, or ``cascade-spoken`` for spoken
+    queries: a report's file name and label."""
+    return (safe_name(report["model"]) + ("-hybrid" if report.get("hybrid") else "")
+            + ("-spoken" if report.get("queries_spoken") else ""))
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:

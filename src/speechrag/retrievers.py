@@ -53,6 +53,12 @@ class Retriever(Protocol):
         """spoken queries, each (n,) float32 at 16 kHz -> (N, dim) float32 unit norm."""
         ...
 
+    def encode_query_audio_with_text(self, samples: list[np.ndarray]
+                                     ) -> tuple[np.ndarray, list[str | None]]:
+        """The same vectors, and what the model heard in each query (None where it writes
+        no transcript): hybrid search matches those words."""
+        ...
+
 
 def words_between(spoken: list[tuple[float, float, str]], start_s: float, end_s: float) -> str:
     """The reference words said in [start_s, end_s), with each passage's words spread
@@ -97,6 +103,10 @@ class GoldTextRetriever:
         return self.text.encode(texts)
 
     def encode_query_audio(self, samples: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError("the clean-text upper bound has no speech front end")
+
+    def encode_query_audio_with_text(self, samples: list[np.ndarray]
+                                     ) -> tuple[np.ndarray, list[str | None]]:
         raise NotImplementedError("the clean-text upper bound has no speech front end")
 
 
