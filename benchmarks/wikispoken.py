@@ -70,6 +70,39 @@ def speed_table(reports: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def hybrid_chart(reports: list[dict], out: Path) -> Path | None:
+    """``out/hybrid.png``: R@1 of every model, dense beside hybrid, on its own index."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dense = {safe_name(r["model"]): r for r in reports if not r.get("hybrid")}
+    mixed = {safe_name(r["model"]): r for r in reports if r.get("hybrid")}
+    names = [n for n in dense if n in mixed]
+    if not names:
+        return None
+    weight = next(iter(mixed.values()))["hybrid"]["weight"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    x = range(len(names))
+    for shift, (label, group) in zip((-0.2, 0.2), (("dense", dense),
+                                                   (f"hybrid (W = {weight:g})", mixed)),
+                                     strict=True):
+        values = [100 * group[n]["retrieval"]["overall"]["R@1"] for n in names]
+        bars = ax.bar([i + shift for i in x], values, width=0.4, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("R@1 %, written questions")
+    ax.set_ylim(50, 100)
+    ax.legend(loc="lower right")
+    ax.set_title("hybrid search: dense hits re-ranked by the words they share with the question")
+    fig.tight_layout()
+    path = out / "hybrid.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--passages", type=int, default=100)
@@ -111,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             write_report(report, args.out)
             reports.append(report)
     plot_reports(args.out)
+    if args.hybrid > 0:
+        hybrid_chart(reports, args.out)
     print(markdown(reports))
     print()
     print(speed_table(reports))
