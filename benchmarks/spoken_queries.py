@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="also score each model with hybrid search at this lexical weight "
                          "(the words of a spoken query: what the model heard)")
     args = ap.parse_args(argv)
-    mixing = HybridConfig(weight=args.hybrid) if args.hybrid > 0 else None
+    mixing = HybridConfig(weight=args.hybrid)
     bench = cache_dir() / "bench"
 
     # 1. spoken descriptions -> the whole test split as text
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {model} ...", flush=True)
         reports.append(evaluate(docs, model, work, spoken=True))
         write_report(reports[-1], out)
-        if mixing is not None:  # the same index, re-ranked
+        if mixing.active:  # the same index, re-ranked
             reports.append(evaluate(docs, model, work, spoken=True, hybrid=mixing))
             write_report(reports[-1], out)
     plot_reports(out)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {model} ...", flush=True)
         reports.append(evaluate(corpus, model, bench / f"eval-{args.passages}", spoken=True))
         write_report(reports[-1], out)
-        if mixing is not None and reports[-1]["wer"] is not None:  # needs transcripts
+        if mixing.active and reports[-1]["wer"] is not None:  # needs transcripts
             reports.append(evaluate(corpus, model, bench / f"eval-{args.passages}",
                                     spoken=True, hybrid=mixing))
             write_report(reports[-1], out)

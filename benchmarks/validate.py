@@ -206,15 +206,15 @@ def main(argv: list[str] | None = None) -> None:
         r = score(model, val, cache, questions)
         rows.append(r)
         _print_row(name, r)
-    for name, r in zip(args.checkpoints, rows, strict=True):
-        if args.hybrid and "heard" not in r:
+    for name, r in zip(args.checkpoints, rows if args.hybrid else [], strict=False):
+        if "heard" not in r:
             print(f"| {name} + hybrid | (no transcripts) | | | | | |")
             continue
+        ids = [str(i) for i in range(len(r["heard"]))]
+        lexical = LexicalScorer(ids, r["heard"])  # fitted once, the same for every weight
+        match = torch.stack([torch.from_numpy(lexical.scores(q, ids))
+                             for q in r["questions_text"]])  # (Q, P)
         for w in args.hybrid:
-            ids = [str(i) for i in range(len(r["heard"]))]
-            lexical = LexicalScorer(ids, r["heard"])
-            match = torch.stack([torch.from_numpy(lexical.scores(q, ids))
-                                 for q in r["questions_text"]])  # (Q, P)
             mixed = {"scores": {**r["scores"], "written": r["scores"]["written"] + w * match},
                      "truth": r["truth"]}
             _print_row(f"{name} + hybrid {w:g}", _measure(mixed))

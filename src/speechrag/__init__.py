@@ -121,5 +121,5 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
 
     index = Index.open(index_dir)
     retriever = from_spec(index.config.model)
-    mixing = HybridConfig(weight=hybrid) if hybrid > 0 else None
-    return index.search(retriever.encode_text([question]), k, [question], mixing)[0]
+    return index.search(retriever.encode_text([question]), k, [question],
+                        HybridConfig(weight=hybrid))[0]

@@ -246,10 +246,9 @@ def search(
     qs = ([{"id": 1, "text": query}] if query is not None else
           [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
           read_queries(queries))  # type: ignore[arg-type]
-    mixing = HybridConfig(weight=hybrid) if hybrid > 0 else None
     retriever = from_spec(idx.config.model)
     qs, vectors, words = encode_queries(retriever, qs)
-    results = idx.search(vectors, k, words, mixing)
+    results = idx.search(vectors, k, words, HybridConfig(weight=hybrid))
     for q, hits in zip(qs, results, strict=True):
         shown = q.get("text") or f"[spoken] {q['audio']}"
         if as_json:
@@ -311,8 +310,8 @@ def eval_(
         "--spoken-queries", help="Ask the corpus's spoken queries (see `corpus "
         "speak-queries`) instead of the written ones.")] = False,
     hybrid: Annotated[float, typer.Option(
-        help="Hybrid search (written queries): the lexical match's weight, as in `search "
-             "--hybrid`; 0 scores cosine alone.", min=0.0)] = 0.0,
+        help="Hybrid search: the lexical match's weight, as in `search --hybrid`; 0 scores "
+             "cosine alone.", min=0.0)] = 0.0,
 ) -> None:
     """Index a corpus with a model, run its queries, report R@k, MRR, RTF, latency, WER."""
     run_eval(corpus, model, out_dir, window, hop, k, spoken_queries, hybrid)
@@ -330,7 +329,7 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
         on_progress = _audio_progress(progress, c.audio_files())
         report = evaluate(c, model, out_dir, k=k, segmenter=SegmenterConfig(window, hop),
                           on_progress=on_progress, spoken=spoken,
-                          hybrid=HybridConfig(weight=hybrid) if hybrid > 0 else None)
+                          hybrid=HybridConfig(weight=hybrid))
     path = write_report(report, out_dir)
     chart = plot_reports(out_dir)
     out.print(eval_table(report))

@@ -162,7 +162,7 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
     from speechrag.audio import load_query_audio
 
     segmenter = segmenter or SegmenterConfig()
-    hybrid = hybrid if hybrid is not None and hybrid.weight > 0 else None
+    hybrid = hybrid if hybrid is not None and hybrid.active else None
     queries = corpus.spoken_queries if spoken else corpus.queries
     if spoken and not queries:
         raise ValueError(f"{corpus.root}: no spoken queries; make them with `speechrag corpus "

@@ -398,18 +398,19 @@ class Index:
         if vectors.shape[1] != self.config.dim:
             raise IndexConfigError(f"query vectors have dim {vectors.shape[1]}, "
                               f"index has {self.config.dim}")
-        mixing = hybrid is not None and hybrid.weight > 0
-        if mixing and (texts is None or len(texts) != len(vectors)):
+        hybrid = hybrid if hybrid is not None and hybrid.active else None
+        if hybrid is not None and (texts is None or len(texts) != len(vectors)):
             raise ValueError("hybrid search needs each query's text beside its vector")
-        scorer = self.lexical_scorer(hybrid) if mixing else None
-        limit = max(k, hybrid.candidates) if mixing and hybrid is not None else k
+        scorer = self.lexical_scorer(hybrid) if hybrid is not None else None
+        limit = max(k, hybrid.candidates) if hybrid is not None else k
         results: list[list[Hit]] = []
         for n, v in enumerate(vectors):
             found = (self.segments.search(v).distance_type("cosine").limit(limit)
                      .select(["id", "source", "start", "end", "text", "_distance"]).to_list())
             cosine = np.array([1.0 - float(r["_distance"]) for r in found], dtype=np.float32)
             order, scores = np.arange(len(found)), cosine
-            if scorer is not None and hybrid is not None and texts is not None:
+            if scorer is not None:
+                assert hybrid is not None and texts is not None
                 lexical = scorer.scores(texts[n], [r["id"] for r in found])
                 order, scores = rerank(cosine, lexical, hybrid.weight)
             results.append([Hit(found[i]["source"], found[i]["start"], found[i]["end"],

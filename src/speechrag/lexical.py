@@ -51,6 +51,11 @@ class HybridConfig:
         if not 1 <= self.ngram_min <= self.ngram_max:
             raise ValueError(f"hybrid n-gram range {self.ngram_min}..{self.ngram_max} is empty")
 
+    @property
+    def active(self) -> bool:
+        """Whether this config re-ranks at all (weight 0 is dense search)."""
+        return self.weight > 0
+
     def to_dict(self) -> dict:
         return asdict(self)
 
