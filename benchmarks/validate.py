@@ -101,7 +101,8 @@ def score(model: SealModel | ClsrModel, val: list[Utterance], cache: Path,
         for u in utts:
             states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
             mask = torch.ones(states.shape[:2], dtype=torch.bool)
-            result = model(states, mask)
+            result = (model(states, mask, document=u.kind == "passage")
+                      if isinstance(model, ClsrModel) else model(states, mask))
             out.append(result["speech_emb"])
             if transcribe and "token_ids" in result:
                 ids = result["token_ids"][0][: int(result["n_tokens"][0])]

@@ -79,10 +79,12 @@ class TrainedRetriever:
             self.model.encoder_top.inference_dtype = self.speech.dtype
         self.dim = self.model.text.dim
 
-    def embed(self, states: torch.Tensor, mask: torch.Tensor
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
               ) -> tuple[np.ndarray, list[str | None]]:
         """states (B, S, D), mask (B, S) -> (B, dim) unit-norm vectors and a rough
-        transcript per clip (None where the model decodes none)."""
+        transcript per clip (None where the model decodes none). ``document`` False:
+        the clips are spoken questions (a model with a document side embeds them as
+        questions)."""
         raise NotImplementedError
 
     @torch.inference_mode()
@@ -108,7 +110,8 @@ class TrainedRetriever:
         vecs = np.zeros((len(samples), self.dim), dtype=np.float32)
         heard: list[str | None] = [None] * len(samples)
         for group in length_batches([len(s) / SAMPLE_RATE for s in samples]):
-            v, t = self.embed(*self.speech.clips([samples[j] for j in group]))
+            v, t = self.embed(*self.speech.clips([samples[j] for j in group]),
+                              document=False)
             vecs[group] = v
             for n, j in enumerate(group):
                 heard[j] = t[n]

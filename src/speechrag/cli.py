@@ -345,9 +345,11 @@ def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop:
 @user_errors
 def train(
     ctx: typer.Context,
-    arch: Annotated[str, typer.Option(help="Architecture to train: clsr or seal.")] = "clsr",
+    arch: Annotated[str, typer.Option(
+        help="What to train: clsr, seal, or clsr-adapter (a trained CLSR's document "
+             "adapter, --init CLSR.pt).")] = "clsr",
 ) -> None:
-    """Train a model: --arch clsr|seal --corpus DIR [--config FILE] [--out DIR]
+    """Train a model: --arch clsr|seal|clsr-adapter --corpus DIR [--config FILE] [--out DIR]
     [--features DIR] (see `speechrag train --arch seal --help`)."""
     from speechrag.train import main as train_main
 

@@ -25,9 +25,9 @@ class ClsrRetriever(TrainedRetriever):
     kind = "clsr"
     model_cls = ClsrModel
 
-    def embed(self, states: torch.Tensor, mask: torch.Tensor
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
               ) -> tuple[np.ndarray, list[str | None]]:
-        out = self.model(states, mask)
+        out = self.model(states, mask, document=document)
         return out["speech_emb"].numpy().astype(np.float32), rough_transcripts(self.model, out)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:

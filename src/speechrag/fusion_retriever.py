@@ -118,9 +118,9 @@ class FusionRetriever(TrainedRetriever):
                             b * F.normalize(seal.float(), dim=-1)], dim=-1)
         return joined.numpy().astype(np.float32)
 
-    def embed(self, states: torch.Tensor, mask: torch.Tensor
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
               ) -> tuple[np.ndarray, list[str | None]]:
-        out = self.clsr(states, mask)
+        out = self.clsr(states, mask, document=document)
         return (self._join(out["speech_emb"], self.seal(states, mask)["speech_emb"]),
                 rough_transcripts(self.clsr, out))
 

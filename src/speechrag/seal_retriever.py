@@ -20,7 +20,7 @@ class SealRetriever(TrainedRetriever):
     kind = "seal"
     model_cls = SealModel
 
-    def embed(self, states: torch.Tensor, mask: torch.Tensor
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
               ) -> tuple[np.ndarray, list[str | None]]:
         vecs = self.model(states, mask)["speech_emb"].numpy().astype(np.float32)
         return vecs, [None] * len(vecs)

@@ -61,12 +61,15 @@ class TextEncoder:
         """Tokenizer ids without special tokens (the targets a CLSR decoder predicts)."""
         return self.model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
 
-    def encode_embeddings(self, embeds: torch.Tensor, n_tokens: torch.Tensor) -> torch.Tensor:
+    def encode_embeddings(self, embeds: torch.Tensor, n_tokens: torch.Tensor,
+                          transformer: torch.nn.Module | None = None) -> torch.Tensor:
         """embeds (B, N, E) word-level input embeddings, n_tokens (B,) -> (B, dim) unit norm.
 
         [CLS] and [SEP] are added around each row as the tokenizer would, then the
         transformer runs on the embeddings and the result is pooled (mean or CLS, as the
         model's Pooling module says) and normalized. Gradients flow to ``embeds``.
+        ``transformer`` replaces the encoder's own (an adapted copy of it, CLSR's
+        document side).
         """
         tok = self.model.tokenizer
         b, n, _ = embeds.shape
@@ -83,7 +86,8 @@ class TextEncoder:
         is_pad = (pos >= length[:, None])[..., None]
         x = torch.where(is_cls, cls, torch.where(is_sep, sep, torch.where(is_pad, pad, body)))
         mask = (pos < length[:, None]).long()
-        hidden = self.transformer(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        hidden = (transformer or self.transformer)(inputs_embeds=x,
+                                                   attention_mask=mask).last_hidden_state
         pooling = self.model[1]
         if getattr(pooling, "pooling_mode_cls_token", False):
             pooled = hidden[:, 0]

@@ -425,3 +425,69 @@ def test_shipped_checkpoint_finds_spoken_passages(speech_dir: Path, tmp_path: Pa
                             ("flour and water baked in an oven", "bread")]:
         top = speechrag.search(tmp_path / "ix", question, k=1)[0]
         assert top.source.endswith(f"{topic}.wav"), (question, top)
+
+
+def test_document_adapter(trained, text: TextEncoder, batch: dict, tmp_path: Path) -> None:
+    """A document adapter changes how speech is embedded as a document, never as a
+    question, and its checkpoint adds only the adapter's weights."""
+    from speechrag.train.clsr_adapter import with_adapter
+
+    model, _, path = trained
+    adapted = with_adapter(ClsrModel.load(path, text), rank=4).eval()
+    assert adapted.config.doc_adapter_rank == 4
+    with torch.no_grad():
+        plain = model(batch["states"], batch["state_mask"])["speech_emb"]
+        fresh = adapted(batch["states"], batch["state_mask"])["speech_emb"]
+        torch.testing.assert_close(fresh, plain)  # B = 0: no change yet
+        for name, p in adapted.doc_encoder.named_parameters():
+            if name.endswith("lora_b"):
+                p.normal_(std=0.05)
+        doc = adapted(batch["states"], batch["state_mask"])["speech_emb"]
+        query = adapted(batch["states"], batch["state_mask"], document=False)["speech_emb"]
+    assert (doc - plain).abs().max() > 1e-3
+    torch.testing.assert_close(query, plain)  # questions keep the frozen encoder
+    torch.testing.assert_close(doc.norm(dim=1), torch.ones(3))
+    # embed_documents is the forward pass's document side, from token ids
+    with torch.no_grad():
+        out = adapted(batch["states"], batch["state_mask"])
+        again = adapted.embed_documents(out["token_ids"], out["n_tokens"])
+    torch.testing.assert_close(again, out["speech_emb"])
+
+    saved = tmp_path / "adapted.pt"
+    adapted.save(saved)
+    state = torch.load(saved, weights_only=True)["state"]
+    added = sorted(set(state) - set(torch.load(path, weights_only=True)["state"]))
+    assert added and all(k.startswith("doc_encoder.") and k.endswith(("lora_a", "lora_b"))
+                         for k in added)
+    assert saved.stat().st_size - path.stat().st_size < 2 * 2**20  # adapter weights only
+    loaded = ClsrModel.load(saved, text)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["states"], batch["state_mask"])["speech_emb"],
+                                   doc)
+
+
+def test_negative_adapter_rank_is_refused() -> None:
+    with pytest.raises(ValueError, match="doc_adapter_rank"):
+        ClsrConfig.from_dict({"doc_adapter_rank": -1})
+
+
+def test_retriever_embeds_spoken_questions_without_the_document_adapter(
+        trained, text: TextEncoder, speech_dir: Path, tmp_path: Path) -> None:
+    from speechrag.retrievers import load_retriever
+    from speechrag.train.clsr_adapter import with_adapter
+
+    adapted = with_adapter(ClsrModel.load(trained[2], text), rank=4)
+    with torch.no_grad():
+        for name, p in adapted.doc_encoder.named_parameters():
+            if name.endswith("lora_b"):
+                p.normal_(std=0.05)
+    adapted.save(tmp_path / "adapted.pt")
+    with_it, without = load_retriever(str(tmp_path / "adapted.pt")), load_retriever(str(trained[2]))
+    clip = [audio.load(speech_dir / f"{next(iter(TOPICS))}.wav")]
+    torch.testing.assert_close(torch.from_numpy(with_it.encode_query_audio(clip)),
+                               torch.from_numpy(without.encode_query_audio(clip)))
+    with torch.inference_mode():
+        states = with_it.speech.clips(clip)
+        as_document = with_it.embed(*states)[0]
+        as_question = with_it.embed(*states, document=False)[0]
+    assert abs(as_document - as_question).max() > 1e-3

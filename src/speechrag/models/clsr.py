@@ -38,6 +38,7 @@ from speechrag.models.ctc import CtcHead, ctc_loss, greedy_tokens
 from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
 from speechrag.models.glancing import glancing_mask
+from speechrag.models.lora import adapted_copy, is_lora_weight
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
 from speechrag.models.quantizer import VQAdaptor
 from speechrag.text_encoder import TextEncoder
@@ -116,6 +117,12 @@ class ClsrConfig:
     # Whisper's last blocks trained with the model (0: the whole encoder frozen); they
     # start from Whisper's weights (models/encoder_top.py)
     encoder_layers: int = 0
+    # Rank of the document adapter (models/lora.py): low-rank updates on a copy of the
+    # text encoder that embeds what the model heard in indexed speech, trained to place
+    # its rough transcripts near their questions (``speechrag train --arch clsr-adapter``).
+    # Questions, written or spoken, keep the frozen encoder, so the question side is the
+    # cascade's. 0: no adapter (the paper's frozen text encoder for both).
+    doc_adapter_rank: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +152,9 @@ class ClsrConfig:
                              f"{config.rare_tokens!r}")
         if (config.ctc_blocks or config.ctc_conv_blocks) and config.aligner != "ctc":
             raise ValueError("CLSR config: ctc_blocks and ctc_conv_blocks need aligner 'ctc'")
+        if config.doc_adapter_rank < 0:
+            raise ValueError(f"CLSR config: doc_adapter_rank must be 0 or more, not "
+                             f"{config.doc_adapter_rank}")
         if config.ctc_conv_kernel < 1 or config.ctc_conv_kernel % 2 == 0:
             raise ValueError(f"CLSR config: ctc_conv_kernel must be odd and positive, not "
                              f"{config.ctc_conv_kernel}")
@@ -199,6 +209,9 @@ class ClsrModel(FrozenTextModel):
         self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers)
                             if config.encoder_layers else None)
         self.loss = ClsrLoss(config.loss_a, config.loss_b, config.nce_temperature, IGNORE)
+        # documents' copy of the text encoder, with trainable low-rank updates
+        self.doc_encoder = (adapted_copy(text.transformer, config.doc_adapter_rank)
+                            if config.doc_adapter_rank else None)
 
     @torch.no_grad()
     def init_decoder_from_whisper(self) -> None:
@@ -343,9 +356,12 @@ class ClsrModel(FrozenTextModel):
         return ctc_loss(logits, state_mask, local, IGNORE)
 
     def forward(self, states: torch.Tensor, state_mask: torch.Tensor,
-                target_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                target_lengths: torch.Tensor | None = None, document: bool = True
+                ) -> dict[str, torch.Tensor]:
         """states (B, S, D_enc), state_mask (B, S) True on real states; target_lengths (B,)
-        in training (CIF fires exactly that many tokens) or None (CIF counts).
+        in training (CIF fires exactly that many tokens) or None (CIF counts). ``document``
+        False embeds the speech as a question (a spoken query): through the frozen text
+        encoder even when the model has a document adapter.
 
         -> logits (B, N, V') over the local vocabulary, n_tokens (B,), alphas (B, S')
         raw, cif_tokens (B, N, D), token_ids (B, N) tokenizer ids, speech_emb (B, E_out)
@@ -358,8 +374,17 @@ class ClsrModel(FrozenTextModel):
             p = F.softmax(out["logits"] / self.config.vq_temperature, dim=-1)
             embeds = p @ self.vq.word_embeddings.to(p.dtype)
         out["token_ids"] = self.vocab_ids[local]
-        out["speech_emb"] = self.text.encode_embeddings(embeds, out["n_tokens"])
+        out["speech_emb"] = self.text.encode_embeddings(
+            embeds, out["n_tokens"], self.doc_encoder if document else None)
         return out
+
+    def embed_documents(self, token_ids: torch.Tensor, n_tokens: torch.Tensor
+                        ) -> torch.Tensor:
+        """token_ids (B, N) tokenizer ids of what the model heard, n_tokens (B,) ->
+        (B, E_out) unit norm: the speech side's embedding of those tokens as a document,
+        exactly as :meth:`forward` embeds its argmax tokens (the adapter's training input)."""
+        embeds = self.text.word_embeddings[token_ids.clamp(min=0)]
+        return self.text.encode_embeddings(embeds, n_tokens, self.doc_encoder)
 
     def training_loss(self, states: torch.Tensor, state_mask: torch.Tensor,
                       targets: torch.Tensor, query_ids: torch.Tensor,
@@ -454,7 +479,8 @@ class ClsrModel(FrozenTextModel):
         copies are rebuilt from their assets at load time."""
         frozen = ("text_model.", "vq.word_embeddings", "decoder.word_embeddings",
                   "ctc.word_embeddings")
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)
+                and (not k.startswith("doc_encoder.") or is_lora_weight(k))}
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write config + trained weights + the text encoder's embedding checksum."""

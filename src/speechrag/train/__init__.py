@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARCHS = ("clsr", "seal")
+ARCHS = ("clsr", "seal", "clsr-adapter")
 
 
 def main(argv: list[str]) -> Path:
@@ -19,6 +19,10 @@ def main(argv: list[str]) -> Path:
         from speechrag.train.clsr import main as train_clsr
 
         return train_clsr(rest)
+    if arch == "clsr-adapter":
+        from speechrag.train.clsr_adapter import main as train_adapter
+
+        return train_adapter(rest)
     if arch == "seal":
         from speechrag.train.seal import main as train_seal
 
