@@ -47,10 +47,10 @@ from speechrag.retrievers import TRAINED_DIR
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import (
     Utterance,
-    _read_span,
     cache_states,
     cap_validation,
     held_out,
+    read_span,
     training_utterances,
 )
 
@@ -135,7 +135,7 @@ def score_cascade(val: list[Utterance], questions: dict[str, list[str]],
         with progress_bar(Console(stderr=True)) as progress:
             task = progress.add_task(f"cascade: transcribing {utts[0].kind}s", total=len(utts))
             for u in utts:
-                heard.append(cascade.asr.transcribe(_read_span(u)))
+                heard.append(cascade.asr.transcribe(read_span(u)))
                 progress.advance(task)
         if utts[0].kind == "passage":
             transcripts.extend(heard)

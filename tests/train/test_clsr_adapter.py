@@ -100,7 +100,60 @@ def test_adapter_run_resumes_to_the_same_weights(train_corpus, clsr_checkpoint, 
         torch.testing.assert_close(a[k], b[k], msg=k)
 
 
-@pytest.mark.parametrize("bad", [{"crop": 0}, {"batch_size": 1}, {"rank": 0}, {"ranks": 2}])
+@pytest.mark.parametrize("bad", [{"crop": 0}, {"batch_size": 1}, {"rank": 0}, {"ranks": 2},
+                                 {"sample_temperature": -1}])
 def test_bad_adapter_configs_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         AdapterTrainConfig.from_dict(bad)
+
+
+def test_a_lattice_at_temperature_zero_is_the_greedy_ctc_decoding() -> None:
+    from speechrag.models.ctc import greedy_tokens
+    from speechrag.train.clsr_adapter import Lattice
+
+    torch.manual_seed(0)
+    frames = torch.randn(1, 60, 7)
+    frames[0, ::3, 0] += 3  # blanks between some tokens, runs elsewhere
+    first, n = greedy_tokens(frames, torch.ones(1, 60, dtype=torch.bool), 1000)
+    greedy = frames[0, first[0, : int(n[0])], 1:].argmax(-1)
+    lattice = Lattice.of(frames[0], ctc=True)
+    assert lattice.classes.shape == (60, 4) and lattice.logp.dtype == torch.float16
+    assert torch.equal(lattice.sample(0.0), greedy)
+    assert torch.equal(lattice.sample(0.0, limit=3), greedy[:3])
+
+
+def test_sampled_paths_vary_stay_in_the_kept_classes_and_follow_the_temperature() -> None:
+    from speechrag.train.clsr_adapter import LATTICE_K, Lattice
+
+    torch.manual_seed(1)
+    logits = torch.randn(200, 12) * 2
+    lattice = Lattice.of(logits, ctc=False)  # CIF: one class per token, no merging
+    kept = logits.topk(LATTICE_K, dim=-1).indices
+    greedy = lattice.sample(0.0)
+    assert torch.equal(greedy, logits.argmax(-1))
+    gen = torch.Generator().manual_seed(0)
+    cool, hot = lattice.sample(0.1, gen), lattice.sample(3.0, gen)
+    assert len(cool) == len(hot) == 200  # CIF tokens: never merged or dropped
+    assert ((hot[:, None] == kept).any(1)).all()
+    assert (cool != greedy).sum() < (hot != greedy).sum()
+    again = lattice.sample(3.0, torch.Generator().manual_seed(0))
+    assert torch.equal(lattice.sample(3.0, torch.Generator().manual_seed(0)), again)
+
+
+def test_adapter_run_on_sampled_transcripts(train_corpus, clsr_checkpoint, straight: Path,
+                                            tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "sampled"
+    shutil.copytree(straight / "features", out / "features")
+    config = tmp_path / "sampled.json"
+    config.write_text(json.dumps({**CONFIG, "sample_temperature": 1.5}))
+    _run(train_corpus, clsr_checkpoint, config, out)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["config"]["sample_temperature"] == 1.5
+    assert 0 < log[0]["sampled_vs_greedy_ter"] <= 200  # an untrained model is unsure
+    assert len(torch.load(out / "lattice.pt", weights_only=True)) == 8
+    a = torch.load(straight / "model.pt", weights_only=True)["state"]
+    b = torch.load(out / "model.pt", weights_only=True)["state"]
+    lora = [k for k in a if k.endswith("lora_b")]
+    assert any(not torch.equal(a[k], b[k]) for k in lora)  # it trained on other inputs

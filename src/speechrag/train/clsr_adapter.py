@@ -19,6 +19,13 @@ passage's written questions. A random crop of each transcript (``crop``) mimics 
 held-out passages of the first corpus (all their questions), as ``benchmarks/validate.py``
 scores; step 0 is the checkpoint without the adapter.
 
+The checkpoint transcribes the passages it trained on better than speech it never heard,
+so its greedy tokens of training passages are cleaner than an index's. With
+``sample_temperature`` > 0 each step reads, instead, a path drawn from the checkpoint's own
+posterior (the ``LATTICE_K`` best classes of each CTC frame, or of each CIF token, kept
+from the one decoding pass in ``OUT/lattice.pt``) at that temperature: errors where the
+model was unsure, a new draw every time a passage comes round.
+
 ``OUT`` gets ``model.pt`` (the whole CLSR checkpoint with the adapter: what ships),
 ``best.pt``, ``last.pt`` (resume), ``log.jsonl`` and ``curves.png``. Seeded per step,
 so a resumed run draws the same batches.
@@ -62,6 +69,9 @@ class AdapterTrainConfig:
     # each training transcript is cut to a random contiguous share of at least ``crop``
     # of its tokens (1.0: whole passages)
     crop: float = 1.0
+    # training transcripts drawn from the checkpoint's posterior at this temperature
+    # (0: its greedy tokens, as the index embeds them)
+    sample_temperature: float = 0.0
     eval_every: int = 50
     val_fraction: float = 0.04  # benchmarks/validate.py's held-out passages
     max_val: int = 1000
@@ -78,6 +88,9 @@ class AdapterTrainConfig:
                              "batch_size at least 2 (in-batch negatives)")
         if not 0 < config.crop <= 1:
             raise ValueError(f"adapter train config: crop must be in (0, 1], not {config.crop}")
+        if config.sample_temperature < 0:
+            raise ValueError("adapter train config: sample_temperature must be >= 0, not "
+                             f"{config.sample_temperature}")
         return config
 
 
@@ -95,26 +108,97 @@ def with_adapter(model: ClsrModel, rank: int) -> ClsrModel:
     return model
 
 
+LATTICE_K = 4  # classes kept per frame (CTC) or token (CIF) for sampled transcripts
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """The best ``LATTICE_K`` classes of each step of one decoding and their log-probs.
+
+    classes (T, K) int32, logp (T, K) float16; T is the CTC head's frames (class 0 the
+    blank, class c the local token c - 1) or CIF's tokens (class c the local token c - 1;
+    no blank, no merging)."""
+
+    classes: torch.Tensor
+    logp: torch.Tensor
+    ctc: bool
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, ctc: bool) -> Lattice:
+        """logits (T, C) of one utterance: the CTC frames (C = 1 + V') or CIF's tokens
+        (C = V')."""
+        logp = logits.float().log_softmax(-1)
+        top = logp.topk(min(LATTICE_K, logp.shape[-1]), dim=-1)
+        classes = top.indices + (0 if ctc else 1)
+        return cls(classes.int(), top.values.half(), ctc)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": self.classes, "logp": self.logp, "ctc": self.ctc}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lattice:
+        return cls(d["classes"], d["logp"], bool(d["ctc"]))
+
+    def sample(self, temperature: float, generator: torch.Generator | None = None,
+               limit: int | None = None) -> torch.Tensor:
+        """(N,) local token ids of one path drawn at ``temperature`` (Gumbel-max over the
+        kept classes; 0: the best class everywhere, i.e. the greedy decoding), CTC runs
+        merged and blanks dropped; at most ``limit`` tokens, the first ones kept."""
+        if temperature > 0:
+            u = torch.rand(self.logp.shape, generator=generator).clamp(1e-9, 1 - 1e-9)
+            pick = (self.logp.float() / temperature - (-u.log()).log()).argmax(-1)
+        else:
+            pick = self.logp.float().argmax(-1)
+        path = self.classes.gather(1, pick[:, None])[:, 0].long()
+        if self.ctc:
+            prev = torch.cat([path.new_zeros(1), path[:-1]])
+            path = path[(path > 0) & (path != prev)]
+        return (path - 1)[:limit]
+
+
 @torch.no_grad()
 def decode_passages(model: ClsrModel, passages: list[Utterance], cache: Path,
-                    tokens_path: Path, on_progress=None) -> dict[str, torch.Tensor]:
-    """The greedy token ids (N,) the model hears in each passage, by utterance key;
-    saved to ``tokens_path`` every 100 passages, so an interrupted run resumes."""
+                    tokens_path: Path, on_progress=None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, Lattice]]:
+    """The greedy token ids (N,) the model hears in each passage and its :class:`Lattice`,
+    by utterance key; saved to ``tokens_path`` and ``lattice.pt`` beside it every 100
+    passages, so an interrupted run resumes."""
     model.eval()
+    lattice_path = tokens_path.with_name("lattice.pt")
     done: dict[str, torch.Tensor] = (torch.load(tokens_path, weights_only=True)
                                      if tokens_path.exists() else {})
-    todo = [u for u in passages if u.key not in done]
+    lattices: dict[str, dict[str, Any]] = (torch.load(lattice_path, weights_only=True)
+                                           if lattice_path.exists() else {})
+    todo = [u for u in passages if u.key not in done or u.key not in lattices]
     for i, u in enumerate(todo, 1):
         states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
         out = model(states, torch.ones(states.shape[:2], dtype=torch.bool))
-        done[u.key] = out["token_ids"][0, : int(out["n_tokens"][0])].clone()
+        n = int(out["n_tokens"][0])
+        done[u.key] = out["token_ids"][0, :n].clone()
+        if "ctc_logits" in out:
+            frames = out["ctc_logits"][0, : int(out["state_mask"][0].sum())]
+            lattices[u.key] = Lattice.of(frames, ctc=True).to_dict()
+        else:
+            lattices[u.key] = Lattice.of(out["logits"][0, :n], ctc=False).to_dict()
         if i % 100 == 0 or i == len(todo):
-            tmp = tokens_path.with_suffix(".tmp")
-            torch.save(done, tmp)
-            tmp.replace(tokens_path)
+            for path, value in ((tokens_path, done), (lattice_path, lattices)):
+                tmp = path.with_suffix(".tmp")
+                torch.save(value, tmp)
+                tmp.replace(path)
         if on_progress:
             on_progress(i, len(todo))
-    return done
+    return done, {k: Lattice.from_dict(v) for k, v in lattices.items()}
+
+
+def token_error_rate(reference: list[torch.Tensor], hypothesis: list[torch.Tensor]) -> float:
+    """Edit distance of token-id sequences over the reference tokens (percent): how far
+    sampled transcripts stray from the greedy ones."""
+    import jiwer
+
+    def words(rows: list[torch.Tensor]) -> list[str]:
+        return [" ".join(map(str, r.tolist())) or "<empty>" for r in rows]
+
+    return 100 * jiwer.wer(words(reference), words(hypothesis))
 
 
 def save_like_init(model: ClsrModel, path: Path, init_state: dict[str, torch.Tensor],
@@ -202,10 +286,13 @@ def main(argv: list[str] | None = None) -> Path:
                              on_progress=lambda i, n: progress.update(task, completed=i, total=n))
         progress.remove_task(task)
         task = progress.add_task("decoding", total=None, info="")
-        tokens = decode_passages(model, train + val, cache, out / "tokens.pt",
-                                 lambda i, n: progress.update(task, completed=i, total=n))
+        tokens, lattices = decode_passages(
+            model, train + val, cache, out / "tokens.pt",
+            lambda i, n: progress.update(task, completed=i, total=n))
         progress.remove_task(task)
 
+    # room for [CLS] and [SEP], as the model's own decoding keeps
+    limit = text.transformer.config.max_position_embeddings - 2
     asked = [(q, i) for i, u in enumerate(val) for q in questions.get(u.passage_id, [])]
     q_val = torch.from_numpy(text.encode([q for q, _ in asked]))
     truth = torch.tensor([i for _, i in asked], dtype=torch.long)
@@ -221,7 +308,8 @@ def main(argv: list[str] | None = None) -> Path:
     last = out / "last.pt"
     if last.exists():
         state = torch.load(last, weights_only=True)
-        if state["config"] != config.to_dict() or state["init"] != str(args.init):
+        if (AdapterTrainConfig.from_dict(state["config"]) != config
+                or state["init"] != str(args.init)):
             raise ValueError(f"{last}: was trained with another config or --init; "
                              "use a new --out")
         model.load_state_dict(state["adapter"], strict=False)
@@ -233,6 +321,15 @@ def main(argv: list[str] | None = None) -> Path:
         log = [{"step": 0, "init": str(args.init), "config": config.to_dict(),
                 "train_passages": len(train), "val_passages": len(val),
                 "val_r1": validate(model, val, tokens, q_val, truth)}]
+        if config.sample_temperature > 0:  # how noisy the drawn transcripts are
+            probe = train[:200]
+            gen = torch.Generator().manual_seed(config.seed)
+            drawn = [model.vocab_ids[lattices[u.key].sample(config.sample_temperature, gen,
+                                                            limit)] for u in probe]
+            log[0]["sampled_vs_greedy_ter"] = token_error_rate(
+                [tokens[u.key] for u in probe], drawn)
+            say(f"drawn transcripts differ from the greedy ones by "
+                f"{log[0]['sampled_vs_greedy_ter']:.1f}% of tokens")
         say(f"step 0 (no adapter): R@1 {log[0]['val_r1']:.2f}")
     best = max(r["val_r1"] for r in log if "val_r1" in r)
     t0 = time.perf_counter() - next((r["seconds"] for r in reversed(log) if "seconds" in r), 0.0)
@@ -250,7 +347,13 @@ def main(argv: list[str] | None = None) -> Path:
                     chosen.append(u)
                 if len(chosen) == config.batch_size:
                     break
-            rows = [_crop(tokens[u.key], config.crop, rng) for u in chosen]
+            if config.sample_temperature > 0:
+                gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+                heard = [model.vocab_ids[lattices[u.key].sample(config.sample_temperature,
+                                                                gen, limit)] for u in chosen]
+            else:
+                heard = [tokens[u.key] for u in chosen]
+            rows = [_crop(row, config.crop, rng) for row in heard]
             qs = q_train[[q_row[rng.choice(questions[u.passage_id])] for u in chosen]]
             model.doc_encoder.train()
             loss = info_nce(qs, model.embed_documents(*_pad(rows)), config.temperature,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from speechrag import audio
@@ -198,7 +199,7 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     chunks = [todo[i:i + step] for i in range(0, len(todo), step)]
 
     def segment(u: Utterance) -> Segment:
-        return Segment(u.audio, u.start, u.end, _read_span(u))
+        return Segment(u.audio, u.start, u.end, read_span(u))
 
     def save(key: str, states: torch.Tensor) -> None:
         tmp = cache / f"{key}.pt.tmp"
@@ -227,7 +228,8 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     return cache
 
 
-def _read_span(u: Utterance):
+def read_span(u: Utterance) -> np.ndarray:
+    """The utterance's samples (float32 mono at audio.SAMPLE_RATE), cut from its file."""
     samples = audio.load(u.audio)
     return samples[round(u.start * audio.SAMPLE_RATE):round(u.end * audio.SAMPLE_RATE)]
 
