@@ -47,6 +47,7 @@ import torch
 from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
 from speechrag.losses import info_nce
+from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrModel
 from speechrag.models.frozen_text import strict_config
 from speechrag.models.lora import adapted_copy
@@ -192,13 +193,12 @@ def decode_passages(model: ClsrModel, passages: list[Utterance], cache: Path,
 
 def token_error_rate(reference: list[torch.Tensor], hypothesis: list[torch.Tensor]) -> float:
     """Edit distance of token-id sequences over the reference tokens (percent): how far
-    sampled transcripts stray from the greedy ones."""
-    import jiwer
+    sampled transcripts stray from the greedy ones (metrics.wer over the ids as words)."""
 
     def words(rows: list[torch.Tensor]) -> list[str]:
-        return [" ".join(map(str, r.tolist())) or "<empty>" for r in rows]
+        return [" ".join(map(str, r.tolist())) for r in rows]
 
-    return 100 * jiwer.wer(words(reference), words(hypothesis))
+    return 100 * wer(words(reference), words(hypothesis))
 
 
 def save_like_init(model: ClsrModel, path: Path, init_state: dict[str, torch.Tensor],
@@ -293,6 +293,11 @@ def main(argv: list[str] | None = None) -> Path:
 
     # room for [CLS] and [SEP], as the model's own decoding keeps
     limit = text.transformer.config.max_position_embeddings - 2
+
+    def drawn(u: Utterance, gen: torch.Generator) -> torch.Tensor:
+        """Tokenizer ids (N,) of a path drawn from the passage's lattice."""
+        return model.vocab_ids[lattices[u.key].sample(config.sample_temperature, gen, limit)]
+
     asked = [(q, i) for i, u in enumerate(val) for q in questions.get(u.passage_id, [])]
     q_val = torch.from_numpy(text.encode([q for q, _ in asked]))
     truth = torch.tensor([i for _, i in asked], dtype=torch.long)
@@ -324,10 +329,8 @@ def main(argv: list[str] | None = None) -> Path:
         if config.sample_temperature > 0:  # how noisy the drawn transcripts are
             probe = train[:200]
             gen = torch.Generator().manual_seed(config.seed)
-            drawn = [model.vocab_ids[lattices[u.key].sample(config.sample_temperature, gen,
-                                                            limit)] for u in probe]
             log[0]["sampled_vs_greedy_ter"] = token_error_rate(
-                [tokens[u.key] for u in probe], drawn)
+                [tokens[u.key] for u in probe], [drawn(u, gen) for u in probe])
             say(f"drawn transcripts differ from the greedy ones by "
                 f"{log[0]['sampled_vs_greedy_ter']:.1f}% of tokens")
         say(f"step 0 (no adapter): R@1 {log[0]['val_r1']:.2f}")
@@ -349,8 +352,7 @@ def main(argv: list[str] | None = None) -> Path:
                     break
             if config.sample_temperature > 0:
                 gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-                heard = [model.vocab_ids[lattices[u.key].sample(config.sample_temperature,
-                                                                gen, limit)] for u in chosen]
+                heard = [drawn(u, gen) for u in chosen]
             else:
                 heard = [tokens[u.key] for u in chosen]
             rows = [_crop(row, config.crop, rng) for row in heard]
