@@ -28,6 +28,8 @@ def test_index_and_search(tmp_path: Path, speech_dir: Path) -> None:
     assert mixed[0].score >= hits[0].score  # the cosine plus a non-negative match
     again = speechrag.index_audio([speech_dir], tmp_path / "ix", segmenter=seg)
     assert again.indexed == [] and len(again.unchanged) == 3  # keeps the index's own model
+    with pytest.raises(ValueError, match="question is empty"):
+        speechrag.search(tmp_path / "ix", " ")
     with pytest.raises(IndexConfigError, match="built with model"):
         speechrag.open_index(tmp_path / "ix", model="cascade", segmenter=seg)
 

@@ -27,3 +27,23 @@ def test_a_changed_checkpoint_is_refused_with_what_to_do(tmp_path: Path) -> None
     ckpt.unlink()
     with pytest.raises(ValueError, match="checkpoint not found"):
         verified(recorded)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_an_error_naming_it(tmp_path: Path) -> None:
+    import torch
+
+    from speechrag.retrievers import resolve_spec
+
+    shipped = (TRAINED_DIR / "clsr.pt").read_bytes()
+    cut = tmp_path / "cut.pt"  # an interrupted download or copy
+    cut.write_bytes(shipped[: len(shipped) // 2])
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 40)
+    other = tmp_path / "other.pt"  # a real torch file, but not ours
+    torch.save({"weights": torch.zeros(3)}, other)
+    for path, why in ((cut, "not a readable speechrag checkpoint"),
+                      (noise, "not a readable speechrag checkpoint"),
+                      (other, "no config and trained weights")):
+        with pytest.raises(ValueError, match=why) as err:
+            from_spec(resolve_spec(str(path)))
+        assert str(path) in str(err.value)

@@ -84,6 +84,15 @@ def test_bad_queries_line_names_the_line(cli_index: Path, tmp_path: Path) -> Non
 def test_search_needs_exactly_one_query_source(cli_index: Path) -> None:
     result = runner.invoke(app, ["search", "--index", str(cli_index)])
     assert result.exit_code == 2 and "exactly one" in result.stderr
+    folder, empty = cli_index.parent / "no-audio-here", cli_index.parent / "empty-index"
+    folder.mkdir()
+    result = runner.invoke(app, ["index", str(folder), "--index", str(empty), *MODEL])
+    assert result.exit_code == 1 and "holds no audio files" in result.stderr
+    result = runner.invoke(app, ["search", "--index", str(empty), "--query", "violin"])
+    assert result.exit_code == 0 and "holds nothing yet" in result.stderr
+    for blank in ("", "   "):
+        result = runner.invoke(app, ["search", "--index", str(cli_index), "--query", blank])
+        assert result.exit_code == 2 and "--query is empty" in result.stderr
 
 
 def test_rerun_keeps_the_index_cut_unless_told(cli_index: Path, speech_dir: Path) -> None:

@@ -68,8 +68,13 @@ def test_bad_files_are_skipped_and_nothing_stored_is_lost(tmp_path, speech,
     (speech / "empty.wav").write_bytes(b"")
     (speech / "junk.mp3").write_bytes(os.urandom(5000))
     (speech / "readme.txt").write_text("not audio")  # not an audio extension: not collected
-    files, problems = collect_audio_files([speech, tmp_path / "missing.wav"])
-    assert problems == [(str(tmp_path / "missing.wav"), "file not found")]
+    notes = tmp_path / "notes"  # e.g. the wrong folder: said, not indexed as nothing
+    notes.mkdir()
+    (notes / "todo.txt").write_text("not audio")
+    files, problems = collect_audio_files([speech, tmp_path / "missing.wav", notes])
+    assert problems[0] == (str(tmp_path / "missing.wav"), "file not found")
+    assert problems[1][0] == str(notes) and "no audio files" in problems[1][1]
+    assert all(not f.startswith(str(notes)) for f in files)
     report = index.add_files(files, tiny_retriever)
     failed = dict(report.failed)
     assert set(failed) == {str(speech / "empty.wav"), str(speech / "junk.mp3")}

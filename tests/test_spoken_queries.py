@@ -34,12 +34,14 @@ def docs_index(tmp_path_factory) -> Path:
     docs = tmp_path_factory.mktemp("docs") / "docs.jsonl"
     lines = [json.dumps({"id": name, "text": text}) for name, text in TOPICS.items()]
     docs.write_text("\n".join(lines[:2]) + "\n{broken\n" + lines[2] + "\n"
-                    + json.dumps({"id": "empty", "text": " "}) + "\n")
+                    + json.dumps({"id": "empty", "text": " "}) + "\n"
+                    + json.dumps({"id": "bread", "text": "a repeated id"}) + "\n")
     ix = docs.parent / "ix"
     result = runner.invoke(app, ["index-text", str(docs), "--index", str(ix),
                                  "--model", "cascade-tiny"])
     assert result.exit_code == 0, result.output
     assert "docs.jsonl:3" in result.output and "docs.jsonl:5" in result.output  # reported
+    assert "docs.jsonl:6: id 'bread' already used on line" in result.output  # the first stays
     assert "indexed 3 document(s)" in result.output
     return ix
 

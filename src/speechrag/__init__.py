@@ -69,12 +69,14 @@ def index_audio(paths: list[str | Path], index_dir: str | Path, model: str | Non
 
 def read_documents(path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """A documents JSONL file (one ``{"id": ..., "text": ...}`` per line) -> (documents,
-    problems): a bad line is reported as ``("FILE:LINE", reason)`` and skipped, never
-    fatal to the rest. Blank lines are ignored; ids are kept as strings."""
+    problems): a bad line (malformed, or an id already used above it) is reported as
+    ``("FILE:LINE", reason)`` and skipped, never fatal to the rest. Blank lines are
+    ignored; ids are kept as strings."""
     from speechrag.jsonl import BadLine, read_jsonl
 
     docs: list[tuple[str, str]] = []
     problems: list[tuple[str, str]] = []
+    first_line: dict[str, int] = {}
     for n, d in read_jsonl(path, "documents file"):
         if isinstance(d, BadLine):
             problems.append((d.where, d.reason))
@@ -84,7 +86,13 @@ def read_documents(path: str | Path) -> tuple[list[tuple[str, str]], list[tuple[
             problems.append((f"{path}:{n}", 'expected {"id": ..., "text": "..."} with a '
                              "non-empty id and text"))
             continue
-        docs.append((str(d["id"]), d["text"]))
+        doc_id = str(d["id"])
+        if doc_id in first_line:  # the first one stays; a repeat would replace it silently
+            problems.append((f"{path}:{n}", f"id {doc_id!r} already used on line "
+                             f"{first_line[doc_id]}"))
+            continue
+        first_line[doc_id] = n
+        docs.append((doc_id, d["text"]))
     return docs, problems
 
 
@@ -119,6 +127,8 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
     from speechrag.lexical import HybridConfig
     from speechrag.retrievers import from_spec
 
+    if not question.strip():
+        raise ValueError("the question is empty: give its words")
     index = Index.open(index_dir)
     retriever = from_spec(index.config.model)
     return index.search(retriever.encode_text([question]), k, [question],

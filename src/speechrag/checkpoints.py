@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from speechrag.audio import SAMPLE_RATE
+from speechrag.models.frozen_text import read_checkpoint
 from speechrag.segment import Segment
 from speechrag.speech_states import SpeechStates, length_batches
 
@@ -41,10 +42,7 @@ def file_sha256(path: str | Path) -> str:
 
 def checkpoint_arch(path: str | Path) -> str:
     """"clsr" or "seal": what a checkpoint file holds (CLSR's first format had no tag)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or "state" not in payload:
-        raise ValueError(f"{path}: not a speechrag checkpoint")
-    return str(payload.get("arch", "clsr"))
+    return str(read_checkpoint(path).get("arch", "clsr"))
 
 
 def verified(spec: CheckpointSpec) -> CheckpointSpec:

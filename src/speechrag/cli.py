@@ -238,9 +238,15 @@ def search(
     if sum(x is not None for x in (query, query_audio, queries)) != 1:
         raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
                          "--queries FILE.jsonl")
+    if query is not None and not query.strip():
+        raise ValueError("--query is empty: give the question's words")
     idx = Index.open(index_dir)
     if model is not None:
         idx.check_model(resolve_spec(model))
+    if len(idx) == 0:
+        err.print(f"note: {index_dir} holds nothing yet, so no query has hits: index audio "
+                  "(`speechrag index`) or documents (`speechrag index-text`) into it first",
+                  markup=False, highlight=False)
     if query_audio is not None:
         load_query_audio(query_audio)  # an unreadable file fails before any model loads
     qs = ([{"id": 1, "text": query}] if query is not None else

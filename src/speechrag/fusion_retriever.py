@@ -35,6 +35,7 @@ from speechrag.checkpoints import CheckpointSpec, TrainedRetriever, verified
 from speechrag.clsr_retriever import rough_transcripts
 from speechrag.models.clsr import ClsrModel
 from speechrag.models.encoder_top import EncoderTop
+from speechrag.models.frozen_text import read_checkpoint
 from speechrag.models.seal import SealModel
 from speechrag.speech_states import SpeechStates
 
@@ -98,8 +99,7 @@ class FusionRetriever(TrainedRetriever):
         self.config = FusionSpec(clsr.checkpoint, seal.checkpoint, clsr.sha256, seal.sha256,
                                  spec.clsr_weight)
         self.clsr = ClsrModel.load(clsr.checkpoint)
-        seal_text = torch.load(seal.checkpoint, map_location="cpu",
-                               weights_only=True)["config"].get("text_encoder")
+        seal_text = read_checkpoint(seal.checkpoint)["config"].get("text_encoder")
         shared = self.clsr.text if seal_text == self.clsr.config.text_encoder else None
         self.seal = SealModel.load(seal.checkpoint, shared)  # one text encoder when the same
         top = share_states(self.clsr, self.seal, (clsr.checkpoint, seal.checkpoint))

@@ -98,7 +98,8 @@ class IndexReport:
 def collect_audio_files(paths: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
     """Expand files and folders (recursively, audio extensions only) in a stable order.
 
-    Returns (files, problems) where problems are (path, reason) for paths that do not exist.
+    Returns (files, problems) where problems are (path, reason) for paths that do not exist
+    and folders without a single audio file (a mistyped folder is said, not indexed as 0).
     A file named explicitly is kept whatever its extension; reading it decides.
     """
     files: list[str] = []
@@ -109,6 +110,10 @@ def collect_audio_files(paths: Iterable[str | Path]) -> tuple[list[str], list[tu
         if path.is_dir():
             found = sorted(str(f) for f in path.rglob("*")
                            if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                problems.append((str(p), "folder holds no audio files (looked for "
+                                 f"{', '.join(sorted(AUDIO_EXTENSIONS))})"))
+                continue
         elif path.exists():
             found = [str(path)]
         else:

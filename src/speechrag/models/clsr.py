@@ -36,7 +36,12 @@ from speechrag.losses import ClsrLoss, info_nce, quantity_loss
 from speechrag.models.cif import CifPredictor
 from speechrag.models.ctc import CtcHead, ctc_loss, greedy_tokens
 from speechrag.models.encoder_top import EncoderTop
-from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
+from speechrag.models.frozen_text import (
+    FrozenTextModel,
+    read_checkpoint,
+    strict_config,
+    tensor_digest,
+)
 from speechrag.models.glancing import glancing_mask
 from speechrag.models.lora import adapted_copy, is_lora_weight
 from speechrag.models.nar_decoder import NarDecoder, NarDecoderConfig
@@ -491,7 +496,7 @@ class ClsrModel(FrozenTextModel):
 
     @classmethod
     def load(cls, path: str | Path, text: TextEncoder | None = None) -> ClsrModel:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_checkpoint(path)
         if payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: CLSR checkpoint format {payload.get('format')}, "
                              f"this speechrag reads {CHECKPOINT_FORMAT}")

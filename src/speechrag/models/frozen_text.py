@@ -27,6 +27,22 @@ def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**values)
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A speechrag checkpoint's payload (tensors only: ``weights_only``); a file that is
+    not one (garbage, truncated, another program's pickle) is a ValueError naming it."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError...: not ours, or cut
+        raise ValueError(f"{path}: not a readable speechrag checkpoint (torch.load failed: "
+                         f"{type(e).__name__}); a truncated copy, or another kind of file") \
+            from None
+    if not isinstance(payload, dict) or "state" not in payload or "config" not in payload:
+        raise ValueError(f"{path}: not a speechrag checkpoint (no config and trained weights)")
+    return payload
+
+
 def tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
 

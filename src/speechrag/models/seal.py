@@ -35,7 +35,12 @@ from speechrag.alignment import AlignmentConfig, alignment_loss, mean_pool
 from speechrag.losses import info_nce
 from speechrag.models.clsr import IGNORE
 from speechrag.models.encoder_top import EncoderTop
-from speechrag.models.frozen_text import FrozenTextModel, strict_config, tensor_digest
+from speechrag.models.frozen_text import (
+    FrozenTextModel,
+    read_checkpoint,
+    strict_config,
+    tensor_digest,
+)
 from speechrag.text_encoder import TextEncoder
 
 CHECKPOINT_FORMAT = 1
@@ -225,7 +230,7 @@ class SealModel(FrozenTextModel):
 
     @classmethod
     def load(cls, path: str | Path, text: TextEncoder | None = None) -> SealModel:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_checkpoint(path)
         if payload.get("arch") != "seal" or payload.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a SEAL checkpoint of format {CHECKPOINT_FORMAT}")
         config = SealConfig.from_dict(payload["config"])
