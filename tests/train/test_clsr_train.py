@@ -121,3 +121,15 @@ def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_cor
         trainer.train_config(json.loads(bad.read_text()))
     with pytest.raises(ValueError, match="unknown --arch"):
         main(["--arch", "wav2vec"])
+    # refused before any corpus is read or audio encoded, each naming what is wrong
+    for text, why in (('{"lr": "fast"}', 'lr must be float, not .fast.'),
+                      ('{"batch_size": -4}', "batch_size must be >= 2"),
+                      ('{"stage1_steps": 0, "stage2_steps": 0}', "at least 1"),
+                      ('{"model": {"vq": "yes"}}', "vq must be bool"),
+                      ('{"stage1_steps": 2.5}', "stage1_steps must be int"),
+                      ('{"lr": 1e-3,}', f"{bad}: train config is not valid JSON"),
+                      ('[1, 2]', "is a JSON object")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=why):
+            main(["--arch", "clsr", "--corpus", str(tiny_corpus.root), "--config", str(bad),
+                  "--out", str(tmp_path / "x"), "--quiet"])

@@ -17,13 +17,40 @@ from torch import nn
 
 from speechrag.text_encoder import TextEncoder
 
+_SCALARS: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a field annotated ``int``, ``float``, ``bool``, ``str``
+    (optionally ``| None``); other annotations (nested configs, tuples...) are checked by
+    their own code, so they pass here."""
+    parts = [p.strip() for p in annotation.split("|")]
+    optional = "None" in parts
+    parts = [p for p in parts if p != "None"]
+    if len(parts) != 1 or parts[0] not in _SCALARS:
+        return True
+    if value is None:
+        return optional
+    want = _SCALARS[parts[0]]
+    if want is bool or isinstance(value, bool):  # JSON true is not a number, 1 not a flag
+        return want is bool and isinstance(value, bool)
+    if want is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, want)
+
 
 def strict_config(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Build the frozen dataclass ``cls`` from ``values``, refusing unknown keys."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    """Build the frozen dataclass ``cls`` from ``values`` (a config file, a checkpoint's
+    saved config), refusing unknown keys and values of the wrong type (``"lr": "fast"``),
+    so a bad config fails at once rather than after the audio is encoded."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    for name, value in values.items():
+        annotation = known[name].type
+        if isinstance(annotation, str) and not _fits(value, annotation):
+            raise ValueError(f"{where}: {name} must be {annotation}, not {value!r}")
     return cls(**values)
 
 

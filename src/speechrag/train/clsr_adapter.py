@@ -46,6 +46,7 @@ import torch
 
 from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
+from speechrag.jsonl import read_json_object
 from speechrag.losses import info_nce
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrModel
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     config = AdapterTrainConfig.from_dict(
-        json.loads(args.config.read_text()) if args.config else {})
+        read_json_object(args.config, "adapter train config") if args.config else {})
     if checkpoint_arch(args.init) != "clsr":
         raise ValueError(f"{args.init}: not a CLSR checkpoint")
     out: Path = args.out

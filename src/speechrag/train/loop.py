@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from speechrag.corpus.build import Corpus, load_corpus
+from speechrag.jsonl import read_json_object
 from speechrag.models.frozen_text import strict_config
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import (
@@ -72,8 +73,32 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], model_cls: type) -> TrainConfig:
         """Unknown keys (here or in the model config) are an error."""
         values = dict(values)
+        if not isinstance(values.get("model", {}), dict):
+            raise ValueError("train config: model must be a JSON object of model settings")
         values["model"] = model_cls.from_dict(values.get("model", {}))
         return strict_config(cls, values, "train config")
+
+    def __post_init__(self) -> None:
+        """Settings no run can use are refused here, before any audio is encoded."""
+        problems = [f"{name} must be {rule}, not {getattr(self, name)}" for name, ok, rule in (
+            ("stage1_steps", self.stage1_steps >= 0, ">= 0"),
+            ("stage2_steps", self.stage2_steps >= 0, ">= 0"),
+            ("batch_size", self.batch_size >= 2, ">= 2 (in-batch negatives)"),
+            ("lr", self.lr >= 0, ">= 0"),
+            ("encoder_lr_scale", self.encoder_lr_scale >= 0, ">= 0"),
+            ("decoder_lr_scale", self.decoder_lr_scale >= 0, ">= 0"),
+            ("warmup_steps", self.warmup_steps >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("grad_clip", self.grad_clip > 0, "> 0"),
+            ("eval_every", self.eval_every >= 1, ">= 1"),
+            ("val_fraction", 0 <= self.val_fraction < 1, "in [0, 1)"),
+            ("max_val", self.max_val >= 1, ">= 1"),
+            ("query_fraction", 0 <= self.query_fraction <= 1, "in [0, 1]"),
+        ) if not ok]
+        if self.stage1_steps + self.stage2_steps < 1:
+            problems.append("stage1_steps + stage2_steps must be at least 1")
+        if problems:
+            raise ValueError("train config: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,8 +267,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
                          "add parts or switch options as long as every saved weight fits")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
-    config = TrainConfig.from_dict(json.loads(args.config.read_text()) if args.config else {},
-                                   arch.config_cls)
+    config = TrainConfig.from_dict(
+        read_json_object(args.config, "train config") if args.config else {}, arch.config_cls)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     features: Path = args.features or out / "features"
