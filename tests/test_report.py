@@ -18,3 +18,15 @@ def test_reports_and_chart(tmp_path: Path) -> None:
     assert [r["model"] for r in load_reports(tmp_path)] == ["cascade", "models/x.json"]
     png = plot_reports(tmp_path)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_hit_tables_shorten_paths_but_keep_ids(tmp_path: Path, monkeypatch) -> None:
+    from speechrag.report import shown_source
+
+    monkeypatch.chdir(tmp_path)
+    assert shown_source(str(tmp_path / "talks" / "a.wav")) == "talks/a.wav"
+    assert shown_source(str(Path.home() / "x" / "b.flac")) in ("~/x/b.flac",
+                                                               str(Path("x") / "b.flac"))
+    assert shown_source("/elsewhere/c.wav") == "/elsewhere/c.wav" or Path.home() == Path("/")
+    assert shown_source("doc-17") == "doc-17"  # a text document's id
+    assert shown_source("rel/d.wav") == "rel/d.wav"  # indexed relative: already short

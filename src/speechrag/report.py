@@ -19,6 +19,19 @@ REPORT_SUFFIX = ".report.json"
 CHART_FILE = "comparison.png"
 
 
+def shown_source(source: str) -> str:
+    """A hit's source as a table shows it: a path under the working folder relative to it,
+    one under the home folder as ``~/...``, anything else (a document id) as it is. JSON
+    output keeps the source as indexed."""
+    path = Path(source)
+    if not path.is_absolute():
+        return source
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if path.is_relative_to(base) and path != base:
+            return prefix + str(path.relative_to(base))
+    return source
+
+
 def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
     table = Table(title=Text(query, style="bold"), title_justify="left", show_lines=False)
     table.add_column("#", justify="right")
@@ -31,8 +44,8 @@ def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
         text = (h.text or "")
         if len(text) > text_width * 2:
             text = text[: text_width * 2 - 1] + "…"
-        table.add_row(str(i), f"{h.score:.3f}", Text(h.source), mmss(h.start), mmss(h.end),
-                      Text(text))
+        table.add_row(str(i), f"{h.score:.3f}", Text(shown_source(h.source)), mmss(h.start),
+                      mmss(h.end), Text(text))
     return table
 
 
