@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from speechrag import audio
-from speechrag.models.encoder_top import EncoderTop
+from speechrag.models.encoder_top import EncoderTop, grow_top_state
 from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
 from speechrag.speech_states import SpeechStates, pad_states, states_policy
 
@@ -82,3 +83,44 @@ def test_search_time_dtype_follows_the_encoder(clips: list[np.ndarray]) -> None:
     assert fast.dtype == torch.float32 and not torch.equal(fast, exact)
     assert float((fast - exact).norm() / exact.norm()) < 0.03
     torch.testing.assert_close(trained, exact)
+
+
+class _Holder(nn.Module):  # names the top as CLSR and SEAL do
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.encoder_top = EncoderTop("whisper-tiny.en", k)
+
+
+def test_an_init_that_trains_more_blocks_keeps_the_trained_ones_on_top(
+        clips: list[np.ndarray]) -> None:
+    """A run from a checkpoint that trained the top block, now training the top 3: the
+    trained block stays Whisper's last, the two under it start as Whisper's, and on a
+    clip shorter than one 20 s piece step 0 computes what the checkpoint did."""
+    old = _Holder(1)
+    with torch.no_grad():  # "trained": every weight moved
+        for p in old.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    new, fresh = _Holder(3), _Holder(3)
+    missing, unexpected = new.load_state_dict(grow_top_state(old.state_dict(), 1, 3),
+                                              strict=False)
+    assert not unexpected and {k.split(".")[2] for k in missing} == {"0", "1"}
+    assert torch.equal(new.encoder_top.blocks[2].qkv.weight, old.encoder_top.blocks[0].qkv.weight)
+    assert torch.equal(new.encoder_top.blocks[0].qkv.weight,
+                       fresh.encoder_top.blocks[0].qkv.weight)
+    assert torch.equal(new.encoder_top.ln_post.weight, old.encoder_top.ln_post.weight)
+    below3 = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=3)
+    below1 = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=1)
+    with torch.no_grad():
+        grown = new.encoder_top(*below3.clips(clips[:1]))
+        before = old.encoder_top(*below1.clips(clips[:1]))
+    torch.testing.assert_close(grown, before, atol=1e-4, rtol=1e-4)
+    # loaded by name alone, the trained block would sit at the bottom: not the same model
+    naive = _Holder(3)
+    naive.load_state_dict(old.state_dict(), strict=False)
+    with torch.no_grad():
+        assert not torch.allclose(naive.encoder_top(*below3.clips(clips[:1])), before,
+                                  atol=1e-3)
+    same = old.state_dict()
+    assert grow_top_state(same, 1, 1) is same and grow_top_state(same, 0, 3) is same
+    with pytest.raises(ValueError, match="may train more of them"):
+        grow_top_state(new.state_dict(), 3, 1)

@@ -32,6 +32,7 @@ from torch import nn
 
 from speechrag.corpus.build import Corpus, load_corpus
 from speechrag.jsonl import read_json_object
+from speechrag.models.encoder_top import grow_top_state
 from speechrag.models.frozen_text import strict_config
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import (
@@ -302,13 +303,16 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
         init = torch.load(args.init, map_location=device, weights_only=True)
         if init.get("arch", "clsr") != arch.name:
             raise ValueError(f"{args.init}: not a {arch.name} checkpoint")
-        changes = init_changes(arch.config_cls.from_dict(init["config"]), config.model)
+        init_config = arch.config_cls.from_dict(init["config"])
+        changes = init_changes(init_config, config.model)
         frozen = {"whisper", "text_encoder", "d_encoder"} & set(changes)
         if frozen:
             raise ValueError(f"{args.init}: trained on another model config "
                              f"({', '.join(sorted(frozen))} differ)")
         try:
-            identity = load_init_weights(model, init["state"])
+            state = grow_top_state(init["state"], getattr(init_config, "encoder_layers", 0),
+                                   getattr(config.model, "encoder_layers", 0))
+            identity = load_init_weights(model, state)
         except ValueError as err:
             raise ValueError(f"{args.init}: {err}") from err
         log = [{"step": 0, "init": str(args.init), "init_step": init.get("step"),
