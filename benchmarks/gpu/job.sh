@@ -14,7 +14,8 @@
 #    validation is then left out);
 # 2. caches each rendition's Whisper states (below the top TOP blocks, default 0), one
 #    after the other (GPU);
-# 3. waits for MiniLM (a later call carries .dev/common .dev/b) and, with DECODER=1, for
+# 3. waits for MiniLM (a later call carries .dev/common .dev/b), for each run's INIT file
+#    (.dev/init/clsr.pt: a call carrying .dev/common .dev/init) and, with DECODER=1, for
 #    Whisper's decoder blocks (a call carrying .dev/common .dev/c: CLSR's decoder init
 #    "whisper"), then trains the runs side by side on every rendition (train.sh, until
 #    TRAIN_SECONDS, default 1500; outputs in /root/sr/out, runs in /root/sr/runs).
@@ -44,9 +45,15 @@ stamp "caching"
 for s in $SEEDS; do
   python3 benchmarks/gpu/prep.py $N --cache-only --top $TOP --seed $s 2>&1 | tail -n 1
 done
-stamp "waiting for MiniLM (.dev/b)$([ "${DECODER:-0}" = 1 ] && echo " and Whisper's decoder (.dev/c)")"
+inits=()  # each run's INIT checkpoint: too big to travel beside .dev/a or .dev/b, it
+for spec in "$@"; do  # comes in a call of its own (make_carry.sh puts it in .dev/init)
+  IFS=: read -r _ _ _ init <<< "$spec"
+  [ -n "${init:-}" ] && inits+=("$init")
+done
+stamp "waiting for MiniLM (.dev/b)$([ "${DECODER:-0}" = 1 ] && echo " and Whisper's decoder (.dev/c)")${inits[*]:+ and ${inits[*]}}"
 W=/root/sr/cache/models/whisper-base
-until [ -d .dev/b/model ] && { [ "${DECODER:-0}" != 1 ] || [ -f $W/.decoder-ok ] || [ -f .dev/c/model.bin.xz ]; }; do
+ready() { for f in "${inits[@]}"; do [ -f "$f" ] || return 1; done; }
+until [ -d .dev/b/model ] && { [ "${DECODER:-0}" != 1 ] || [ -f $W/.decoder-ok ] || [ -f .dev/c/model.bin.xz ]; } && ready; do
   sleep 5
 done
 source benchmarks/gpu/env.sh  # unpacks MiniLM and merges the decoder blocks

@@ -6,6 +6,7 @@
 # `make install`. Calls carry different parts (they do not all fit at once):
 #   prep  (.dev/common .dev/tts .dev/a): TTS corpus + Whisper states on the GPU
 #   train (.dev/common .dev/b):          CLSR training with MiniLM (fp16 copy)
+#   init  (.dev/common .dev/init):      the shipped CLSR, for runs started from it (--init)
 #   decoder (.dev/common .dev/c):        Whisper base's first 3 decoder blocks, merged into
 #                                        the encoder's model.bin there (CLSR's decoder
 #                                        init "whisper"; any call before training)
@@ -73,4 +74,7 @@ shutil.copytree(src, dst, dirs_exist_ok=True,
 save_file({k: v.half() for k, v in load_file(f"{src}/model.safetensors").items()},
           f"{dst}/model.safetensors")
 P
+# the shipped CLSR, for runs that start from it (job.sh's INIT field: .dev/init/clsr.pt);
+# 20 MB, so it travels in a call of its own
+mkdir -p $D/init && cp src/speechrag/trained/clsr.pt $D/init/clsr.pt
 du -sh $D/*
