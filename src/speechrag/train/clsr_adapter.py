@@ -44,13 +44,12 @@ from typing import Any
 
 import torch
 
-from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
 from speechrag.jsonl import read_json_object
 from speechrag.losses import info_nce
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrModel
-from speechrag.models.frozen_text import strict_config
+from speechrag.models.frozen_text import read_checkpoint, strict_config
 from speechrag.models.lora import adapted_copy
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import Utterance, cache_states, cap_validation, training_corpora
@@ -261,7 +260,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     config = AdapterTrainConfig.from_dict(
         read_json_object(args.config, "adapter train config") if args.config else {})
-    if checkpoint_arch(args.init) != "clsr":
+    init_payload = read_checkpoint(args.init)  # read once: checked here, its weights below
+    if init_payload.get("arch", "clsr") != "clsr":
         raise ValueError(f"{args.init}: not a CLSR checkpoint")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     text = TextEncoder()
     model = ClsrModel.load(args.init, text)
-    init_state = torch.load(args.init, weights_only=True)["state"]
+    init_state = init_payload["state"]
     say(f"{len(train)} training and {len(val)} validation passages; caching Whisper states")
     with progress:
         task = progress.add_task("encoding", total=None, info="")

@@ -33,7 +33,7 @@ from torch import nn
 from speechrag.corpus.build import Corpus, load_corpus
 from speechrag.jsonl import read_json_object
 from speechrag.models.encoder_top import grow_top_state
-from speechrag.models.frozen_text import strict_config
+from speechrag.models.frozen_text import read_checkpoint, strict_config
 from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import (
     Batches,
@@ -300,7 +300,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     step, log = 0, []
     last = out / "last.pt"
     if args.init is not None and not last.exists():
-        init = torch.load(args.init, map_location=device, weights_only=True)
+        init = read_checkpoint(args.init)  # on the CPU: load_state_dict copies to the device
         if init.get("arch", "clsr") != arch.name:
             raise ValueError(f"{args.init}: not a {arch.name} checkpoint")
         init_config = arch.config_cls.from_dict(init["config"])
