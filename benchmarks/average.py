@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from speechrag.models.seal import SealModel
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.retrievers import TRAINED_DIR
-from speechrag.text_encoder import TextEncoder
 
 
 def average(paths: list[Path], out: Path) -> None:

@@ -33,15 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from speechrag.corpus.build import load_corpus
-from speechrag.metrics import wer
+from speechrag.metrics import mrr, ranks_of_truth, recall_at, wer
 from speechrag.models.clsr import ClsrModel
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.vocab import respell, spelling_table
 from speechrag.retrievers import TRAINED_DIR
-from speechrag.text_encoder import TextEncoder
 from speechrag.train.data import cache_states, cap_validation, held_out, training_utterances
-from speechrag.vocab import respell, spelling_table
-
-sys.path.insert(0, str(Path(__file__).parent))
-from validate import _recall_mrr  # noqa: E402
 
 NEG = -1e30  # log of zero, kept finite so sums stay ordered
 
@@ -202,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         for u in passages:
             states = torch.load(cache / f"{u.key}.pt", weights_only=True).float()[None]
-            logits, _ = model._ctc_frames(states, torch.ones(states.shape[:2], dtype=torch.bool))
+            logits, _ = model.ctc_frames(states, torch.ones(states.shape[:2], dtype=torch.bool))
             frames.append(F.log_softmax(logits[0].float(), dim=-1))
     where = {u.passage_id: i for i, u in enumerate(passages)}
     asked = [(q["text"], where[q["passage_id"]]) for q in corpus.queries
@@ -227,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
             weights = torch.softmax(torch.tensor([s for _, s in hyps[:n_best]]), 0)
             e = sum(w * embed(ids) for w, (ids, _) in zip(weights, hyps[:n_best], strict=True))
             embs.append(F.normalize(e, dim=0))
-        r1, m = _recall_mrr(questions @ torch.stack(embs).T, truth)
+        ranks = ranks_of_truth((questions @ torch.stack(embs).T).float().numpy(), truth.tolist())
+        r1, m = 100 * recall_at(ranks, 1), mrr(ranks)
         hyp = [tok.decode(model.vocab_ids[torch.tensor(h[0][0], dtype=torch.long)].tolist(),
                           skip_special_tokens=True) for h in decoded]
         w = 100 * wer([u.text for u in passages], hyp)

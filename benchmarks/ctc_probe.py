@@ -40,9 +40,9 @@ from torch import nn
 
 from speechrag.corpus.build import load_corpus
 from speechrag.metrics import wer
-from speechrag.models.clsr import IGNORE
-from speechrag.speech_states import states_policy
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.losses import IGNORE
+from speechrag.models.speech_states import states_policy
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.train.data import (
     Batches,
     Utterance,

@@ -19,7 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from speechrag.alignment import sinkhorn_divergence
+from speechrag.models.alignment import sinkhorn_divergence
 
 
 def main(argv: list[str] | None = None) -> None:

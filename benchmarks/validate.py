@@ -37,14 +37,14 @@ from pathlib import Path
 
 import torch
 
-from speechrag.checkpoints import checkpoint_arch
 from speechrag.corpus.build import load_corpus
 from speechrag.lexical import LexicalScorer
-from speechrag.metrics import mrr, recall_at, wer
+from speechrag.metrics import mrr, ranks_of_truth, recall_at, wer
 from speechrag.models.clsr import ClsrModel
 from speechrag.models.seal import SealModel
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.retrievers import TRAINED_DIR
-from speechrag.text_encoder import TextEncoder
+from speechrag.retrievers.trained import checkpoint_arch
 from speechrag.train.data import (
     Utterance,
     cache_states,
@@ -55,9 +55,9 @@ from speechrag.train.data import (
 )
 
 
-def _recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+def recall_mrr(scores: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     """scores (Q, P), truth (Q,) -> (R@1 in percent, MRR), by the project's metrics."""
-    ranks = ((scores > scores.gather(1, truth[:, None])).sum(1) + 1).tolist()
+    ranks = ranks_of_truth(scores.float().numpy(), truth.tolist())
     return 100 * recall_at(ranks, 1), mrr(ranks)
 
 
@@ -121,8 +121,8 @@ def score_cascade(val: list[Utterance], questions: dict[str, list[str]],
     by the cascade's text encoder."""
     from rich.console import Console
 
-    from speechrag.cascade import CascadeConfig, CascadeRetriever
     from speechrag.progress import progress_bar
+    from speechrag.retrievers.cascade import CascadeConfig, CascadeRetriever
 
     cascade = CascadeRetriever(CascadeConfig(beam_size=beam_size))
     transcripts: list[str] = []
@@ -146,12 +146,12 @@ def score_cascade(val: list[Utterance], questions: dict[str, list[str]],
 
 def _measure(row: dict) -> dict:
     """Fill R@1 and MRR of each query kind from ``row["scores"]`` and ``row["truth"]``."""
-    row["written_r1"], row["written_mrr"] = _recall_mrr(row["scores"]["written"],
+    row["written_r1"], row["written_mrr"] = recall_mrr(row["scores"]["written"],
                                                         row["truth"]["written"])
-    row["transcript_r1"], _ = _recall_mrr(row["scores"]["transcript"],
+    row["transcript_r1"], _ = recall_mrr(row["scores"]["transcript"],
                                           row["truth"]["transcript"])
     if "spoken" in row["scores"]:
-        row["spoken_r1"], row["spoken_mrr"] = _recall_mrr(row["scores"]["spoken"],
+        row["spoken_r1"], row["spoken_mrr"] = recall_mrr(row["scores"]["spoken"],
                                                           row["truth"]["spoken"])
     return row
 

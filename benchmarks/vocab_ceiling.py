@@ -6,7 +6,7 @@ them, embedded by the text encoder, and searched with the passages' written ques
 
 For each ``vocab_min_count``: "unk" maps every token outside the kept vocabulary to
 [UNK] (what the model does with ``rare_tokens = "unk"``), "spell" writes it with kept
-pieces (``rare_tokens = "spell"``, speechrag.vocab). "full" is the tokenizer's own
+pieces (``rare_tokens = "spell"``, speechrag.models.vocab). "full" is the tokenizer's own
 tokens, the ceiling of every variant. The passages are the training app's held-out ones
 of a train corpus (never a dev or test passage), so this can pick a vocabulary.
 """
@@ -21,14 +21,14 @@ import torch
 
 from speechrag.corpus.build import load_corpus
 from speechrag.metrics import mrr, recall_at
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.vocab import respell, spelling_table
 from speechrag.train.data import (
     cap_validation,
     held_out,
     train_vocabulary,
     training_utterances,
 )
-from speechrag.vocab import respell, spelling_table
 
 
 @torch.no_grad()

@@ -50,3 +50,12 @@ def test_wer() -> None:
     assert wer(["the cat sat on the mat"], ["the cat sat on mat"]) == pytest.approx(1 / 6)
     assert wer(["a b", "c d e f"], ["a x", ""]) == pytest.approx(5 / 6)
     assert normalize_text("Well-known, 1901!") == "well known 1901"
+
+
+def test_ranks_of_truth() -> None:
+    import numpy as np
+
+    from speechrag.metrics import ranks_of_truth
+
+    scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.4, 0.4, 0.1]])
+    assert ranks_of_truth(scores, [0, 0, 1]) == [1, 3, 1]  # a tie counts for the truth

@@ -58,8 +58,8 @@ def test_training_app_imports_without_the_index() -> None:
                     raise ImportError("lancedb is not installed here")
         sys.meta_path.insert(0, Block())
         import speechrag.train.clsr, speechrag.train.seal
-        from speechrag.train.loop import _progress
-        _progress(quiet=True)
+        from speechrag.progress import training_bar
+        training_bar(quiet=True)
         assert "lancedb" not in sys.modules
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from speechrag.assets import resolve
-from speechrag.ct2 import read_ct2
-from speechrag.models.whisper_decoder import read_whisper_decoder, transformer_decoder_state
+from speechrag.models.ct2 import read_ct2
+from speechrag.research.whisper_decoder import read_whisper_decoder, transformer_decoder_state
 
 SCRIPT = Path(__file__).parents[1] / "benchmarks/gpu/whisper_parts.py"
 spec = importlib.util.spec_from_file_location("whisper_parts", SCRIPT)

@@ -1,7 +1,7 @@
 """A CLSR or SEAL checkpoint trained on the GPU machine against the fp16 copy of MiniLM
 that fits its 64 MiB carry, re-saved against the packaged fp32 MiniLM. The checkpoint
 holds no text-encoder weights (they are rebuilt from the asset at load time); only the
-recorded word-embedding checksum changes. A checkpoint trained against the packaged
+recorded text-encoder digest changes. A checkpoint trained against the packaged
 MiniLM (on the CPU machine) comes out with the same checksum and no GPU note.
 
     .venv/bin/python benchmarks/gpu/rebind.py runs/clsr-gpu/best.pt clsr-gpu.pt [--fp16-top]
@@ -19,35 +19,29 @@ import argparse
 
 import torch
 
-from speechrag.models.clsr import ClsrConfig, ClsrModel
-from speechrag.models.seal import SealConfig, SealModel
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.clsr import ClsrModel
+from speechrag.models.seal import SealModel
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.trained import read_checkpoint
+
+MODELS = {"clsr": ClsrModel, "seal": SealModel}
 
 
 def rebind(src: str, dst: str, fp16_top: bool = False) -> None:
-    payload = torch.load(src, map_location="cpu", weights_only=True)
-    model: ClsrModel | SealModel
-    if payload.get("arch", "clsr") == "seal":
-        seal = SealConfig.from_dict(payload["config"])
-        model = SealModel(seal, TextEncoder(seal.text_encoder))
-        checksum = "text_encoder_sha256"
-    else:
-        clsr = ClsrConfig.from_dict(payload["config"])
-        model = ClsrModel(clsr, TextEncoder(clsr.text_encoder), payload["state"].get("vocab_ids"))
-        checksum = "word_embeddings_sha256"
+    payload = read_checkpoint(src)
+    cls = MODELS[payload["arch"]]
+    config = cls.config_cls.from_dict(payload["config"])
+    model = cls.build(config, TextEncoder(config.text_encoder), payload["state"])
     _, unexpected = model.load_state_dict(payload["state"], strict=False)
     if unexpected:
         raise ValueError(f"{src}: unexpected weights {unexpected[:3]}")
-    skip = ("format", "arch", "config", "state", checksum)
+    skip = ("format", "arch", "config", "state", "pretrained")
     extra = {k: v for k, v in payload.items() if k not in skip}
-    model.save(dst, extra=extra)
-    saved = torch.load(dst, map_location="cpu", weights_only=True)
-    if saved[checksum] != payload[checksum]:  # trained against the GPU machine's fp16 copy
-        saved["trained_on"] = "GPU, fp16 copy of the text encoder"
-    if fp16_top:
-        saved["state"] = {k: v.half() if k.startswith("encoder_top.") else v
-                          for k, v in saved["state"].items()}
-    torch.save(saved, dst)
+    if model.pretrained_digests()["text_encoder"] != payload["pretrained"]["text_encoder"]:
+        extra["trained_on"] = "GPU, fp16 copy of the text encoder"
+    dtypes = ({k: torch.float16 for k in model.trained_state_dict() if k.startswith(
+        "encoder_top.")} if fp16_top else None)
+    model.save(dst, extra=extra, dtypes=dtypes)
     print(dst, extra)
 
 

@@ -8,4 +8,4 @@
 #     (setsid nohup benchmarks/gpu/voices.sh > /root/sr/voices.log 2>&1 < /dev/null &)
 export N=${N:-8037} SEEDS="0 1"
 exec "$(dirname "$0")/job.sh" \
-  seal:seal-voices:benchmarks/configs/seal-voices.json:src/speechrag/trained/seal.pt
+  seal:seal-voices:benchmarks/configs/seal/voices.json:src/speechrag/trained/seal.pt

@@ -24,8 +24,8 @@ __version__ = "0.1.0"
 
 
 def load_retriever(model: str = "cascade") -> Retriever:
-    """A retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``) or
-    model JSON path."""
+    """A retriever by preset name (``cascade``, ``cascade-beam5``, ``cascade-tiny``,
+    ``clsr+seal``), shipped model (``clsr``, ``seal``), model JSON or checkpoint path."""
     from speechrag.retrievers import load_retriever as _load
 
     return _load(model)
@@ -115,7 +115,8 @@ def search_audio(index_dir: str | Path, query_audio: str | Path, k: int = 10) ->
     samples = load_query_audio(query_audio)
     index = Index.open(index_dir)
     retriever = from_spec(index.config.model)
-    return index.search(retriever.encode_query_audio([samples]), k)[0]
+    vectors, _ = retriever.encode_query_audio([samples])
+    return index.search(vectors, k)[0]
 
 
 def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.0

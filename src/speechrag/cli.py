@@ -19,6 +19,7 @@ from speechrag.audio import AudioError
 from speechrag.corpus.tts import VoiceError
 from speechrag.lexical import DEFAULT_WEIGHT, HybridConfig
 from speechrag.progress import progress_bar
+from speechrag.segment import SegmenterConfig
 
 app = typer.Typer(help="End-to-end speech retrieval: index recorded speech, search it with "
                        "questions, evaluate retrievers.", no_args_is_help=True,
@@ -99,7 +100,8 @@ def index(
     model: Annotated[str | None, typer.Option(
         help="Model preset or model JSON (default: the index's model, else cascade).")] = None,
     window: Annotated[float | None, typer.Option(
-        help="Window length, seconds (default: the index's, else 40).")] = None,
+        help="Window length, seconds (default: the index's, else "
+             f"{SegmenterConfig.window_s:g}).")] = None,
     hop: Annotated[float | None, typer.Option(
         help="Hop between windows, seconds (default: the index's, else window / 2).")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="Cut at speech pauses (silero-vad), "
@@ -110,13 +112,9 @@ def index(
     Re-running adds only new or changed files; an interrupted run resumes."""
     from speechrag import open_index
     from speechrag.index import collect_audio_files
-    from speechrag.segment import SegmenterConfig
 
-    segmenter = None
-    if window is not None or hop is not None or vad:
-        window = window if window is not None else 40.0
-        segmenter = SegmenterConfig(window_s=window, hop_s=hop if hop is not None else window / 2,
-                                    vad=vad)
+    segmenter = (SegmenterConfig.of(window, hop, vad)
+                 if window is not None or hop is not None or vad else None)
     idx, retriever = open_index(index_dir, model, segmenter)
     files, missing = collect_audio_files(paths)
     for path, why in missing:
@@ -144,70 +142,6 @@ def index(
 # -- search -----------------------------------------------------------------------------------
 
 
-def read_queries(path: Path) -> list[dict]:
-    """A queries JSONL file, one query per line: ``{"id": ..., "text": "..."}`` or a spoken
-    one, ``{"id": ..., "audio": "PATH"}`` (relative to the file's folder). Blank lines
-    are ignored; a malformed line is an error naming its line number."""
-    from speechrag.jsonl import BadLine, read_jsonl
-
-    queries = []
-    for n, q in read_jsonl(path, "queries file"):
-        if isinstance(q, BadLine):
-            raise ValueError(f"{q.where}: {q.reason}")
-        if isinstance(q, dict) and isinstance(q.get("audio"), str) and q["audio"].strip():
-            audio = Path(q["audio"]).expanduser()
-            queries.append({"id": q.get("id", n),
-                            "audio": str(audio if audio.is_absolute() else path.parent / audio)})
-            continue
-        if not isinstance(q, dict) or not isinstance(q.get("text"), str) or not q["text"].strip():
-            raise ValueError(f'{path}:{n}: expected {{"id": ..., "text": "..."}} '
-                             'or {"id": ..., "audio": "PATH"} with a non-empty value')
-        queries.append({"id": q.get("id", n), "text": q["text"]})
-    if not queries:
-        raise ValueError(f"{path}: no queries")
-    return queries
-
-
-def encode_queries(retriever: Any, queries: list[dict]) -> tuple[list[dict], Any, list[str]]:
-    """Text and spoken queries -> (the queries that could be encoded, their vectors (Q, dim),
-    their words: the text, or what the model heard in the audio ("" if it writes nothing)).
-    A spoken query whose file cannot be read is reported and skipped, never fatal to the
-    others; if none is left that is an error."""
-    import numpy as np
-
-    from speechrag.audio import load_query_audio
-
-    kept, samples = [], []
-    for q in queries:
-        if "audio" not in q:
-            kept.append(q)
-            continue
-        try:
-            samples.append(load_query_audio(q["audio"]))
-            kept.append(q)
-        except AudioError as e:
-            err.print(f"skipped query {q['id']}: {e}", markup=False, highlight=False)
-    if not kept:
-        raise ValueError("no query could be read")
-    texts = [q["text"] for q in kept if "audio" not in q]
-    text_vecs = retriever.encode_text(texts) if texts else None
-    audio_vecs, heard = (retriever.encode_query_audio_with_text(samples) if samples
-                         else (None, []))
-    vecs = np.zeros((len(kept), retriever.dim), dtype=np.float32)
-    words: list[str] = []
-    ti = ai = 0
-    for i, q in enumerate(kept):
-        if "audio" in q:
-            vecs[i] = audio_vecs[ai]  # type: ignore[index]
-            words.append(heard[ai] or "")
-            ai += 1
-        else:
-            vecs[i] = text_vecs[ti]  # type: ignore[index]
-            words.append(q["text"])
-            ti += 1
-    return kept, vecs, words
-
-
 @app.command()
 @user_errors
 def search(
@@ -232,6 +166,7 @@ def search(
     score and text. Audio indexes and text-document indexes alike."""
     from speechrag.audio import load_query_audio
     from speechrag.index import Index
+    from speechrag.queries import encode_queries, read_queries
     from speechrag.report import hits_table
     from speechrag.retrievers import from_spec, resolve_spec
 
@@ -253,7 +188,9 @@ def search(
           [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
           read_queries(queries))  # type: ignore[arg-type]
     retriever = from_spec(idx.config.model)
-    qs, vectors, words = encode_queries(retriever, qs)
+    qs, vectors, words = encode_queries(
+        retriever, qs, on_skip=lambda q, why: err.print(f"skipped query {q['id']}: {why}",
+                                                        markup=False, highlight=False))
     results = idx.search(vectors, k, words, HybridConfig(weight=hybrid))
     for q, hits in zip(qs, results, strict=True):
         shown = q.get("text") or f"[spoken] {q['audio']}"
@@ -309,8 +246,10 @@ def eval_(
         help="Model preset, model JSON, or gold-text (clean-text upper bound).")] = "cascade",
     out_dir: Annotated[Path, typer.Option("--out", help="Reports, chart and indexes.")] = Path(
         "speechrag-eval"),
-    window: Annotated[float, typer.Option(help="Window length, seconds.")] = 40.0,
-    hop: Annotated[float, typer.Option(help="Hop between windows, seconds.")] = 20.0,
+    window: Annotated[float | None, typer.Option(
+        help=f"Window length, seconds (default {SegmenterConfig.window_s:g}).")] = None,
+    hop: Annotated[float | None, typer.Option(
+        help="Hop between windows, seconds (default: window / 2).")] = None,
     k: Annotated[int, typer.Option(help="Hits per query.", min=10)] = 10,
     spoken_queries: Annotated[bool, typer.Option(
         "--spoken-queries", help="Ask the corpus's spoken queries (see `corpus "
@@ -320,24 +259,21 @@ def eval_(
              "cosine alone.", min=0.0)] = 0.0,
 ) -> None:
     """Index a corpus with a model, run its queries, report R@k, MRR, RTF, latency, WER."""
-    run_eval(corpus, model, out_dir, window, hop, k, spoken_queries, hybrid)
+    _eval(corpus, model, out_dir, SegmenterConfig.of(window, hop), k, spoken_queries, hybrid)
 
 
-def run_eval(corpus: Path, model: str, out_dir: Path, window: float = 40.0, hop: float = 20.0,
-             k: int = 10, spoken: bool = False, hybrid: float = 0.0) -> dict:
+def _eval(corpus: Path, model: str, out_dir: Path, segmenter: SegmenterConfig | None = None,
+          k: int = 10, spoken: bool = False, hybrid: float = 0.0) -> dict:
+    """Run the evaluator with a progress bar; print its table and where it wrote."""
     from speechrag.corpus.build import load_corpus
-    from speechrag.evaluate import evaluate
-    from speechrag.report import eval_table, plot_reports, write_report
-    from speechrag.segment import SegmenterConfig
+    from speechrag.evaluate import run_eval
+    from speechrag.report import eval_table
 
     c = load_corpus(corpus)
     with _progress() as progress:
-        on_progress = _audio_progress(progress, c.audio_files())
-        report = evaluate(c, model, out_dir, k=k, segmenter=SegmenterConfig(window, hop),
-                          on_progress=on_progress, spoken=spoken,
-                          hybrid=HybridConfig(weight=hybrid))
-    path = write_report(report, out_dir)
-    chart = plot_reports(out_dir)
+        report, path, chart = run_eval(c, model, out_dir, k=k, segmenter=segmenter,
+                                       spoken=spoken, hybrid=hybrid,
+                                       on_progress=_audio_progress(progress, c.audio_files()))
     out.print(eval_table(report))
     err.print(f"report: {path}\nchart:  {chart}", markup=False, highlight=False)
     return report
@@ -465,14 +401,14 @@ def demo(
     err.print(f"[bold]2/3[/bold] indexing {len(c.audio_files())} episodes with {escape(model)} "
               "and running the benchmark queries")
     eval_dir = root / f"eval-{passages}"
-    report = run_eval(corpus_dir, model, eval_dir)
+    report = _eval(corpus_dir, model, eval_dir)
     err.print("[bold]3/3[/bold] a few questions:")
     index_dir = Path(report["index"])
     idx = Index.open(index_dir)
     retriever = from_spec(idx.config.model)
     questions = [q for q in c.queries if q["kind"] == "description"][:DEMO_QUESTIONS]
-    for q, hits in zip(questions, idx.search(retriever.encode_text([q["text"] for q in questions]),
-                                             3), strict=True):
+    vectors = retriever.encode_text([q["text"] for q in questions])
+    for q, hits in zip(questions, idx.search(vectors, 3), strict=True):
         gold = next(m for m in c.manifest if m["passage_id"] == q["passage_id"])
         out.print(hits_table(f"{q['text']}   (answer: {gold['title']}, {gold['audio']})", hits))
     r1 = report["retrieval"]["overall"]["R@1"]

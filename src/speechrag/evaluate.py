@@ -28,13 +28,8 @@ from speechrag.corpus.build import Corpus
 from speechrag.index import CONFIG_FILE, Index, IndexConfigError
 from speechrag.lexical import HybridConfig
 from speechrag.metrics import first_correct_rank, percentile, retrieval_summary, wer
-from speechrag.retrievers import (
-    GoldTextRetriever,
-    Retriever,
-    load_retriever,
-    spec_of,
-    words_between,
-)
+from speechrag.retrievers import Retriever, load_retriever, spec_of
+from speechrag.retrievers.gold_text import GoldTextRetriever, words_between
 from speechrag.segment import SegmenterConfig
 
 GOLD_TEXT = "gold-text"  # the clean-text upper bound: same windows, reference words
@@ -62,7 +57,7 @@ def retriever_for(model: str, corpus: Corpus) -> Retriever:
         for m in corpus.manifest:
             spoken.setdefault(str(corpus.root / m["audio"]), []).append(
                 (m["start"], m["end"], m["text"]))
-        return GoldTextRetriever(spoken)
+        return GoldTextRetriever(spoken=spoken)
     return load_retriever(model)
 
 
@@ -188,7 +183,7 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
         samples = load_query_audio(q["audio"]) if spoken else None
         t0 = time.perf_counter()
         if samples is not None:  # what the model heard is the spoken question's words
-            vec, heard = retriever.encode_query_audio_with_text([samples])
+            vec, heard = retriever.encode_query_audio([samples])
             words = heard[0] or ""
         else:
             vec, words = retriever.encode_text([q["text"]]), q["text"]
@@ -235,3 +230,16 @@ def evaluate(corpus: Corpus, model: str, out: str | Path, k: int = 10,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def run_eval(corpus: Corpus, model: str, out: str | Path, k: int = 10,
+             segmenter: SegmenterConfig | None = None, spoken: bool = False,
+             hybrid: float = 0.0, on_progress: Callable[[str, float], None] | None = None
+             ) -> tuple[dict[str, Any], Path, Path]:
+    """:func:`evaluate`, then write its report and redraw the comparison chart of every
+    report in ``out``: -> (report, report path, chart path)."""
+    from speechrag.report import plot_reports, write_report
+
+    report = evaluate(corpus, model, out, k=k, segmenter=segmenter, on_progress=on_progress,
+                      spoken=spoken, hybrid=HybridConfig(weight=hybrid))
+    return report, write_report(report, out), plot_reports(out)

@@ -2,7 +2,8 @@
 
 Layout of an index directory::
 
-    index.json        IndexConfig: the model spec, how audio was cut, the dimension
+    index.json        IndexConfig: the model spec, how audio was cut, the dimension,
+                      what else shapes the vectors (the end-to-end models' encoder piece)
     .writer.lock      held (flock) by the one process adding files
     segments.lance    one row per segment: id, source, path_key, start, end, vector, text
                       (a text document is one row: source = its id, no start or end)
@@ -46,6 +47,10 @@ from speechrag.retrievers import Retriever, canonical_spec, spec_of
 from speechrag.segment import Segment, SegmenterConfig, segments
 
 FORMAT_VERSION = 1
+# Whisper's piece length for the end-to-end models in every index written before the
+# config recorded it (it was fixed at 20 s): such an index opens as having it
+LEGACY_PIECE_KINDS = ("clsr", "seal", "fusion")
+LEGACY_PIECE_S = 20.0
 CONFIG_FILE = "index.json"
 LOCK_FILE = ".writer.lock"
 ENCODE_BATCH = 8  # segments encoded at once: bounds memory to a few minutes of audio
@@ -67,6 +72,9 @@ class IndexConfig:
     segmenter: dict[str, Any]
     dim: int
     format_version: int = FORMAT_VERSION
+    # what else shapes the stored vectors (the retriever's ``encoding``: the Whisper
+    # piece length of the end-to-end models); another value is refused, never mixed
+    encoding: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,8 @@ class Index:
             raise IndexConfigError(f"{path}: not a speechrag index (no {CONFIG_FILE})")
         try:
             data = json.loads(cfg.read_text())
+            if "encoding" not in data and data.get("model", {}).get("kind") in LEGACY_PIECE_KINDS:
+                data["encoding"] = {"piece_s": LEGACY_PIECE_S}  # written before it was kept
             config = IndexConfig(**data)
         except (json.JSONDecodeError, TypeError) as err:
             raise IndexConfigError(f"{cfg}: unreadable index config ({err})") from err
@@ -193,10 +203,10 @@ class Index:
         """
         path = Path(path)
         config = IndexConfig(model=spec_of(retriever), segmenter=segmenter.to_dict(),
-                             dim=retriever.dim)
+                             dim=retriever.dim, encoding=dict(retriever.encoding))
         if (path / CONFIG_FILE).exists():
             index = cls.open(path)
-            index.check_model(config.model)
+            index.check_retriever(retriever)
             if index.config.segmenter != config.segmenter:
                 raise IndexConfigError(
                     f"{path}: index was cut with {index.config.segmenter}, not "
@@ -217,6 +227,16 @@ class Index:
                 f"{self.path}: index was built with model {self.config.model}, not {spec}; "
                 "search it with the model that built it, or index into a new directory")
 
+    def check_retriever(self, retriever: Retriever) -> None:
+        """The retriever is the index's model and encodes audio as the index's vectors
+        were encoded (the same Whisper piece length), or an IndexConfigError says why."""
+        self.check_model(spec_of(retriever))
+        if dict(retriever.encoding) != self.config.encoding:
+            raise IndexConfigError(
+                f"{self.path}: index vectors were encoded with {self.config.encoding}, and "
+                f"this retriever encodes with {dict(retriever.encoding)}: their vectors "
+                "would not match; use the same settings or a new --index")
+
     # -- writing -----------------------------------------------------------------------------
 
     def _recorded(self) -> dict[str, tuple[int, int]]:
@@ -235,7 +255,7 @@ class Index:
         on_progress(path, seconds_of_audio_done) is called as segments are encoded;
         on_skip(path, reason) when a file cannot be indexed.
         """
-        self.check_model(spec_of(retriever))
+        self.check_retriever(retriever)
         with self._writer_lock():
             return self._add_files(paths, retriever, on_progress, on_skip)
 
@@ -336,7 +356,7 @@ class Index:
 
         on_progress(n) is called with the number of documents written so far.
         """
-        self.check_model(spec_of(retriever))
+        self.check_retriever(retriever)
         ids = [d for d, _ in docs]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)

@@ -47,6 +47,14 @@ def mrr(ranks: Sequence[int | None]) -> float:
     return sum(1.0 / r for r in ranks if r is not None) / len(ranks)
 
 
+def ranks_of_truth(scores: np.ndarray, truth: Sequence[int]) -> list[int]:
+    """scores (Q, P) of Q queries over P candidates, truth (Q,) the right candidate of each
+    -> the rank (1 = best) of each query's right candidate (ties count in its favour)."""
+    scores = np.asarray(scores)
+    right = scores[np.arange(len(scores)), np.asarray(truth)]
+    return ((scores > right[:, None]).sum(1) + 1).tolist()
+
+
 def retrieval_summary(ranks: Sequence[int | None]) -> dict[str, float]:
     return {"n": len(ranks), "R@1": recall_at(ranks, 1), "R@5": recall_at(ranks, 5),
             "R@10": recall_at(ranks, 10), "MRR": mrr(ranks)}

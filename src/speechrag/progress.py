@@ -73,3 +73,12 @@ def progress_bar(console: Console, *extra: ProgressColumn, disable: bool = False
                             MofNCompleteColumn(), *extra, TimeElapsedColumn(),
                             TimeRemainingColumn(), console=console, disable=disable,
                             interval=interval)
+
+
+def training_bar(quiet: bool) -> Progress:
+    """The training apps' bar, with a loss column, on stderr (off with ``--quiet``)."""
+    from rich.console import Console
+    from rich.progress import TextColumn
+
+    return progress_bar(Console(stderr=True), TextColumn("{task.fields[info]}"),
+                        disable=quiet)

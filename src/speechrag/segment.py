@@ -33,6 +33,16 @@ class SegmenterConfig:
     vad_min_silence_ms: int = 300
     vad_pad_ms: int = 100
 
+    @classmethod
+    def of(cls, window_s: float | None = None, hop_s: float | None = None,
+           vad: bool = False) -> SegmenterConfig:
+        """A cut from optional user settings: the default window, and a hop of half the
+        window, where they are not given (the overlap keeps every answer whole in some
+        window)."""
+        window_s = window_s if window_s is not None else cls.window_s
+        return cls(window_s=window_s, hop_s=hop_s if hop_s is not None else window_s / 2,
+                   vad=vad)
+
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.hop_s <= 0:
             raise ValueError(f"window ({self.window_s}) and hop ({self.hop_s}) must be > 0 s")

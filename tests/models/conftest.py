@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from speechrag import audio
-from speechrag.models.clsr import IGNORE
+from speechrag.models.losses import IGNORE
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
-from speechrag.text_encoder import TextEncoder
 
 from ..conftest import TOPICS
 

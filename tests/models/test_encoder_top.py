@@ -11,8 +11,8 @@ from torch import nn
 
 from speechrag import audio
 from speechrag.models.encoder_top import EncoderTop, grow_top_state
+from speechrag.models.speech_states import SpeechStates, pad_states, states_policy
 from speechrag.models.whisper_encoder import LogMel, WhisperEncoder
-from speechrag.speech_states import SpeechStates, pad_states, states_policy
 
 from ..conftest import TOPICS
 

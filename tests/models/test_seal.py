@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechrag.alignment import AlignmentConfig
+from speechrag.models.alignment import AlignmentConfig
 from speechrag.models.seal import SealConfig, SealModel, SpeechAdaptor
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
 
 from .conftest import QUESTIONS
 
@@ -82,8 +82,8 @@ def test_config_round_trip_and_unknown_keys(tmp_path: Path, text: TextEncoder) -
     with pytest.raises(ValueError, match="alignment config"):
         SealConfig.from_dict({"alignment": {"similarity": "cosine", "layer": 3}})
     bogus = tmp_path / "clsr.pt"
-    torch.save({"format": 1, "config": {}, "state": {}}, bogus)
-    with pytest.raises(ValueError, match="not a SEAL checkpoint"):
+    torch.save({"arch": "clsr", "format": 2, "config": {}, "state": {}}, bogus)
+    with pytest.raises(ValueError, match="a clsr checkpoint, not a seal one"):
         SealModel.load(bogus, text)
 
 
@@ -167,3 +167,11 @@ def test_attention_pool_starts_as_the_mean_and_learns_weights(text: TextEncoder,
     assert model.pool_score.weight.abs().sum() > 0
     with pytest.raises(ValueError, match="pool must be"):
         SealConfig.from_dict({"pool": "max"})
+
+
+def test_defaults_are_the_shipped_model() -> None:
+    from speechrag.models.trained import read_checkpoint
+    from speechrag.retrievers import TRAINED_DIR
+
+    shipped = read_checkpoint(TRAINED_DIR / "seal.pt", "seal")
+    assert SealConfig.from_dict(shipped["config"]) == SealConfig()

@@ -8,7 +8,7 @@ import torch
 
 from speechrag import audio
 from speechrag.assets import resolve
-from speechrag.ct2 import read_ct2
+from speechrag.models.ct2 import read_ct2
 from speechrag.models.whisper_encoder import MAX_FRAMES, LogMel, WhisperEncoder
 
 
@@ -96,7 +96,7 @@ def test_loads_hugging_face_whisper_weights(tmp_path: Path, speech_dir: Path,
                                             n_mels: int) -> None:
     """openai/whisper-* weights (transformers format) give transformers' own encoder
     output; large-v3's 128 mel bins reach the log-mel too."""
-    from speechrag.speech_states import SpeechStates
+    from speechrag.models.speech_states import SpeechStates
 
     path, theirs = _hf_whisper(tmp_path, n_mels)
     ours = WhisperEncoder.load(str(path))

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from speechrag.models.clsr import ClsrConfig, ClsrModel
-from speechrag.models.nar_decoder import NarDecoderConfig
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.train import clsr_adapter, main
 from speechrag.train.clsr_adapter import AdapterTrainConfig
 
@@ -22,9 +21,8 @@ CONFIG = {"rank": 2, "steps": 4, "batch_size": 3, "warmup_steps": 1, "eval_every
 def clsr_checkpoint(tmp_path_factory) -> Path:
     """A small CLSR on Whisper tiny.en (untrained: the adapter trainer only reads it)."""
     torch.manual_seed(0)
-    config = ClsrConfig(whisper="whisper-tiny.en", d_encoder=384,
-                        decoder=NarDecoderConfig(d_model=32, n_layer=1, n_head=2, d_ff=64,
-                                                 dropout=0.0))
+    config = ClsrConfig(whisper="whisper-tiny.en", d_encoder=384, d_model=32, encoder_layers=0,
+                        ctc_conv_blocks=0, ctc_blocks=0)
     path = tmp_path_factory.mktemp("clsr") / "clsr.pt"
     ClsrModel(config, TextEncoder()).save(path, extra={"step": 0})
     return path

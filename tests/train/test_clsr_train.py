@@ -8,13 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechrag.models.clsr import ClsrConfig
 from speechrag.train import clsr as trainer
 from speechrag.train import main
+from speechrag.train.loop import TrainConfig
 
+DECODER = {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64, "dropout": 0.0}
+# the paper's CLSR (CIF + NAR decoder) at test size; the shipped CTC model's run is below
 CONFIG = {
-    "model": {"whisper": "whisper-tiny.en", "d_encoder": 384,
-              "decoder": {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64,
-                          "dropout": 0.0}},
+    "model": {"whisper": "whisper-tiny.en", "d_encoder": 384, "d_model": 32, "aligner": "cif",
+              "state_stride": 3, "state_pooling": "mean", "time_encoding": True,
+              "ctc_blocks": 0, "ctc_conv_blocks": 0, "vocab_min_count": 2, "rare_tokens": "unk",
+              "encoder_layers": 0, "cif": {"decoder": DECODER}},
     "stage1_steps": 6, "stage2_steps": 4, "batch_size": 3, "warmup_steps": 2,
     "eval_every": 5, "val_fraction": 0.3, "lr": 3e-3,
 }
@@ -94,7 +99,8 @@ def test_init_from_a_run_with_the_levers_and_without_vq(train_corpus, straight,
     saved model carries them."""
     from speechrag.models.clsr import ClsrModel
 
-    levers = {"glancing_ratio": 0.75, "ctc_weight": 0.3, "vq": False}
+    levers = {"cif": {"decoder": DECODER, "glancing_ratio": 0.75, "ctc_weight": 0.3},
+              "vq": False}
     config = tmp_path / "levers.json"
     config.write_text(json.dumps({**CONFIG, "model": {**CONFIG["model"], **levers},
                                   "stage1_steps": 2, "stage2_steps": 2, "eval_every": 2}))
@@ -102,8 +108,8 @@ def test_init_from_a_run_with_the_levers_and_without_vq(train_corpus, straight,
     model = main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config),
                   "--out", str(out), "--init", str(straight[1]), "--quiet"])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert log[0]["init_changes"] == {"glancing_ratio": [0.0, 0.75], "ctc_weight": [0.0, 0.3],
-                                      "vq": [True, False]}
+    assert log[0]["init_changes"] == {"cif.glancing_ratio": [0.0, 0.75],
+                                      "cif.ctc_weight": [0.0, 0.3], "vq": [True, False]}
     stage1 = [r for r in log if r.get("stage") == 1]
     assert stage1 and all(r["ctc"] > 0 and 0 <= r["glanced"] <= 0.75 for r in stage1)
     loaded = ClsrModel.load(model)
@@ -118,7 +124,7 @@ def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_cor
     bad = tmp_path / "bad.json"
     bad.write_text('{"steps": 5}')
     with pytest.raises(ValueError, match="unknown key"):
-        trainer.train_config(json.loads(bad.read_text()))
+        TrainConfig.from_dict(json.loads(bad.read_text()), ClsrConfig)
     with pytest.raises(ValueError, match="unknown --arch"):
         main(["--arch", "wav2vec"])
     # refused before any corpus is read or audio encoded, each naming what is wrong
@@ -133,3 +139,21 @@ def test_refuses_evaluation_data_and_bad_configs(tmp_path, config_file, tiny_cor
         with pytest.raises(ValueError, match=why):
             main(["--arch", "clsr", "--corpus", str(tiny_corpus.root), "--config", str(bad),
                   "--out", str(tmp_path / "x"), "--quiet"])
+
+
+def test_the_shipped_architecture_trains_by_default(train_corpus, tmp_path) -> None:
+    """With no aligner named, a run trains the shipped CTC model (at test size), and
+    its checkpoint loads as that, not as the research variant."""
+    from speechrag.models.clsr import ClsrModel
+
+    config = tmp_path / "ctc.json"
+    config.write_text(json.dumps({**{k: v for k, v in CONFIG.items() if k != "model"},
+                                  "model": {"whisper": "whisper-tiny.en", "d_encoder": 384,
+                                            "d_model": 32, "encoder_layers": 0,
+                                            "ctc_conv_blocks": 0}}))
+    model = main(["--arch", "clsr", "--corpus", str(train_corpus), "--config", str(config),
+                  "--out", str(tmp_path / "ctc"), "--quiet"])
+    log = [json.loads(line) for line in (tmp_path / "ctc" / "log.jsonl").read_text().splitlines()]
+    assert all(r["ctc"] > 0 for r in log if "ctc" in r) and "val_wer" in log[-1]
+    loaded = ClsrModel.load(model)
+    assert type(loaded) is ClsrModel and loaded.config.aligner == "ctc"

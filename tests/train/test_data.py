@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from speechrag.corpus.build import load_corpus
-from speechrag.models.clsr import IGNORE
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.losses import IGNORE
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.train.data import (
     Batches,
     cache_states,

@@ -50,3 +50,13 @@ def test_an_added_conv_block_starts_as_a_pass_through() -> None:
     torch.testing.assert_close(wider(h), trained(h))
     wider(h).logsumexp(-1).sum().backward()
     assert wider.convs[0].down.weight.grad.abs().sum() > 0
+
+
+def test_one_schedule_warms_up_then_decays_to_a_tenth() -> None:
+    from speechrag.train.loop import lr_at
+
+    rates = [lr_at(s, 1e-3, 10, 100) for s in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:], strict=False))  # no bump
+    assert lr_at(100, 1e-3, 10, 100) == pytest.approx(1e-4)  # the floor, and it stays
+    assert lr_at(500, 1e-3, 10, 100) == pytest.approx(1e-4)

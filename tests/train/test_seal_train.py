@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from speechrag import audio
-from speechrag.models.seal import SealModel
+from speechrag.models.seal import SealConfig, SealModel
 from speechrag.train import main
-from speechrag.train import seal as trainer
+from speechrag.train.loop import TrainConfig
 
 from ..conftest import TOPICS
 
@@ -47,7 +47,7 @@ def test_trains_both_stages_and_ships(train_corpus: Path, tmp_path: Path) -> Non
         main(["--arch", "seal", "--corpus", str(train_corpus), "--config", str(config),
               "--out", str(out), "--features", str(features), "--quiet"])
     with pytest.raises(ValueError, match="unknown key"):
-        trainer.train_config({"model": {"adaptor": 3}})
+        TrainConfig.from_dict({"model": {"adaptor": 3}}, SealConfig)
 
     # stage 2 alone, initialized from the first run's weights
     stage2 = tmp_path / "stage2.json"
@@ -106,9 +106,9 @@ def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Pat
     starts from its own weights (the model embeds audio as the checkpoint did), then
     trains at ``encoder_lr_scale`` x the rate, ships in the checkpoint and runs at search
     time on states cached below it."""
-    from speechrag.checkpoints import CheckpointSpec, file_sha256
     from speechrag.models.whisper_encoder import WhisperEncoder
-    from speechrag.seal_retriever import SealRetriever
+    from speechrag.retrievers.seal import SealRetriever
+    from speechrag.retrievers.trained import CheckpointSpec, file_sha256
 
     monkeypatch.setenv("SPEECHRAG_ENCODER_DTYPE", "float32")  # compare at fp32 precision
     model_cfg = {**CONFIG["model"], "alignment": {}}
@@ -152,7 +152,7 @@ def test_top_encoder_blocks_train_from_whisper(train_corpus: Path, tmp_path: Pat
 
     def embed(path: Path) -> np.ndarray:
         return SealRetriever(CheckpointSpec(str(path), file_sha256(path))
-                             ).encode_query_audio(clips)
+                             ).encode_query_audio(clips)[0]
 
     before, at_start, after = embed(frozen), embed(start), embed(trained)
     np.testing.assert_allclose(at_start, before, atol=1e-4)

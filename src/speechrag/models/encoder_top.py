@@ -2,7 +2,7 @@
 "optionally unfreeze the top encoder layers").
 
 With ``encoder_layers = k`` in a model config, the frozen encoder runs only its first
-``n_layer - k`` blocks (:class:`~speechrag.speech_states.SpeechStates` with
+``n_layer - k`` blocks (:class:`~speechrag.models.speech_states.SpeechStates` with
 ``trained_top=k``; training caches those states on disk under their own policy name),
 and the model runs the last ``k`` blocks and the final LayerNorm itself, starting from
 Whisper's own weights. So at step 0 the model sees exactly the states of the frozen

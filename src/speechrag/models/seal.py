@@ -14,7 +14,7 @@ embedding of its own transcript, stage 2 fine-tunes for retrieval with InfoNCE
     text:   tokens -> frozen sentence encoder -> its pooled embedding (B, E)
       -> shared projection -> unit norm (B, E)
 
-The alignment loss (:mod:`speechrag.alignment`, paper 001) compares speech layers
+The alignment loss (:mod:`speechrag.models.alignment`, paper 001) compares speech layers
 with text-encoder layers by mean-pooled cosine or Sinkhorn (Wasserstein), at one
 layer pair or summed over several. E is the text encoder's width, so the speech
 states live where the text states do. The projection starts as the identity: an
@@ -24,31 +24,24 @@ untrained SEAL searches text exactly as the plain text encoder does.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechrag.alignment import AlignmentConfig, alignment_loss, mean_pool
-from speechrag.losses import info_nce
-from speechrag.models.clsr import IGNORE
+from speechrag.config import strict_config
+from speechrag.models.alignment import AlignmentConfig, alignment_loss, mean_pool
 from speechrag.models.encoder_top import EncoderTop
-from speechrag.models.frozen_text import (
-    FrozenTextModel,
-    read_checkpoint,
-    strict_config,
-    tensor_digest,
-)
-from speechrag.text_encoder import TextEncoder
-
-CHECKPOINT_FORMAT = 1
+from speechrag.models.losses import IGNORE, info_nce
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.trained import TrainedModel
 
 
 @dataclass(frozen=True)
 class SealConfig:
-    """Everything that defines a SEAL model. Saved in every checkpoint."""
+    """Everything that defines a SEAL model; the defaults are the shipped ``seal``.
+    Saved in every checkpoint."""
 
     whisper: str = "whisper-base"
     text_encoder: str = "all-MiniLM-L6-v2"
@@ -107,8 +100,11 @@ class SpeechAdaptor(nn.Module):
         return [h0 * keep, h1 * keep], m
 
 
-class SealModel(FrozenTextModel):
+class SealModel(TrainedModel):
     """The trained parts (speech adaptor, shared projection) around a frozen text encoder."""
+
+    arch: ClassVar[str] = "seal"
+    config_cls: ClassVar[type] = SealConfig
 
     def __init__(self, config: SealConfig, text: TextEncoder) -> None:
         super().__init__(text)
@@ -157,7 +153,7 @@ class SealModel(FrozenTextModel):
         emb = torch.from_numpy(self.text.encode(texts)).to(self.projection.weight.device)
         return self.project(emb)
 
-    def _text_sentence(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def text_sentence(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Padded token ids (B, N), lengths (B,) -> the text encoder's embedding (B, E)."""
         return self.text.encode_embeddings(self.text.word_embeddings[ids.clamp(min=0)], lengths)
 
@@ -217,34 +213,7 @@ class SealModel(FrozenTextModel):
         for row, n in zip(ids.tolist(), lengths.tolist(), strict=True):
             key = tuple(row[:n])
             if key not in self._query_cache:
-                self._query_cache[key] = self._text_sentence(ids.new_tensor([key]),
+                self._query_cache[key] = self.text_sentence(ids.new_tensor([key]),
                                                              ids.new_tensor([n]))[0]
             rows.append(self._query_cache[key])
         return torch.stack(rows)
-
-    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> None:
-        self.write_checkpoint(path, {
-            "format": CHECKPOINT_FORMAT, "arch": "seal", "config": self.config.to_dict(),
-            "state": self.trained_state_dict(),
-            "text_encoder_sha256": tensor_digest(self.text.word_embeddings), **(extra or {})})
-
-    @classmethod
-    def load(cls, path: str | Path, text: TextEncoder | None = None) -> SealModel:
-        payload = read_checkpoint(path)
-        if payload.get("arch") != "seal" or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a SEAL checkpoint of format {CHECKPOINT_FORMAT}")
-        config = SealConfig.from_dict(payload["config"])
-        text = text or TextEncoder(config.text_encoder)
-        if tensor_digest(text.word_embeddings) != payload["text_encoder_sha256"]:
-            raise ValueError(f"{path}: trained against another copy of {config.text_encoder}")
-        model = cls(config, text)
-        try:
-            missing, unexpected = model.load_state_dict(payload["state"], strict=False)
-        except RuntimeError as err:
-            raise ValueError(f"{path}: weights do not fit the config ({err})") from err
-        missing = [k for k in missing if not k.startswith("text_model.")]
-        if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit the config "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-        return model.eval()
-

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechrag.assets import resolve
-from speechrag.ct2 import read_ct2
+from speechrag.models.ct2 import read_ct2
 
 N_MELS = 80
 HOP_SAMPLES = 160  # 10 ms mel hop: 100 frames per second

@@ -12,48 +12,42 @@ curves are the shared training app's (:mod:`speechrag.train.loop`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrConfig, ClsrModel
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.train.data import Batches, Utterance, to_device, train_vocabulary
-from speechrag.train.loop import Arch, TrainConfig, run
-
-
-def train_config(values: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(values, ClsrConfig)
+from speechrag.train.loop import Arch, run
 
 
 def build(config: ClsrConfig, text: TextEncoder) -> ClsrModel:
-    """A fresh model; its decoder starts from Whisper's with ``decoder.init = "whisper"``
-    (a resumed run or ``--init`` then loads its own weights over it)."""
-    model = ClsrModel(config, text, train_vocabulary(text, config.vocab_min_count))
-    if config.decoder.init == "whisper":
-        model.init_decoder_from_whisper()
+    """A fresh model over the train split's vocabulary; the CIF variant's decoder starts
+    from Whisper's with ``cif.decoder.init = "whisper"`` (a resumed run or ``--init``
+    then loads its own weights over it)."""
+    model = ClsrModel.build(config, text,
+                            {"vocab_ids": train_vocabulary(text, config.vocab_min_count)})
+    if (config.cif or {}).get("decoder", {}).get("init") == "whisper":
+        model.init_decoder_from_whisper()  # type: ignore[attr-defined]
     return model
 
 
 @torch.no_grad()
 def validate(model: ClsrModel, batches: Batches, val: list[Utterance],
              device: torch.device) -> dict:
-    """Free-running WER (CIF counts tokens itself) and query -> utterance R@1 on the
-    held-out passages."""
+    """Free-running WER (the aligner counts tokens itself) and query -> utterance R@1 on
+    the held-out passages."""
     val = [u for u in val if u.kind == "passage"]
     model.eval()
-    tok = model.text.model.tokenizer
     hyps, vecs, queries = [], [], []
     for i in range(0, len(val), batches.batch_size):
         chunk = val[i:i + batches.batch_size]
         b = to_device(batches.collate(chunk), device)
         out = model(b["states"], b["state_mask"])
-        hyps += [tok.decode(ids[:n].tolist(), skip_special_tokens=True)
-                 for ids, n in zip(out["token_ids"], out["n_tokens"], strict=True)]
+        hyps += model.transcripts(out)
         vecs.append(out["speech_emb"])
-        queries.append(model.text.encode_embeddings(
-            model.text.word_embeddings[b["query_ids"]], b["query_lengths"]))
+        queries.append(model.query_embeddings(b["query_ids"], b["query_lengths"]))
     speech, q = torch.cat(vecs), torch.cat(queries)
     r1 = float((torch.argmax(q @ speech.T, dim=1) == torch.arange(len(q), device=device))
                .float().mean())

@@ -44,16 +44,18 @@ from typing import Any
 
 import torch
 
+from speechrag.config import strict_config
 from speechrag.corpus.build import load_corpus
 from speechrag.jsonl import read_json_object
-from speechrag.losses import info_nce
 from speechrag.metrics import wer
 from speechrag.models.clsr import ClsrModel
-from speechrag.models.frozen_text import read_checkpoint, strict_config
-from speechrag.models.lora import adapted_copy
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.losses import info_nce
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.trained import read_checkpoint
+from speechrag.progress import training_bar
+from speechrag.research.lora import adapted_copy
 from speechrag.train.data import Utterance, cache_states, cap_validation, training_corpora
-from speechrag.train.loop import _progress, plot_curves
+from speechrag.train.loop import load_resume, lr_at, plot_curves, save_resume
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,6 @@ class AdapterTrainConfig:
             raise ValueError("adapter train config: sample_temperature must be >= 0, not "
                              f"{config.sample_temperature}")
         return config
-
-
-def lr_at(step: int, config: AdapterTrainConfig) -> float:
-    """Linear warm-up, then linear decay to 5% at the last step."""
-    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-    return config.lr * warm * max(0.05, 1 - step / config.steps)
 
 
 def with_adapter(model: ClsrModel, rank: int) -> ClsrModel:
@@ -205,11 +201,7 @@ def save_like_init(model: ClsrModel, path: Path, init_state: dict[str, torch.Ten
                    extra: dict[str, Any]) -> None:
     """Save ``model``, each weight it took unchanged from ``--init`` in the dtype the init
     file stored it (a shipped CLSR keeps Whisper's blocks in fp16: the file stays small)."""
-    model.save(path, extra=extra)
-    payload = torch.load(path, weights_only=True)
-    payload["state"] = {k: v.to(init_state[k].dtype) if k in init_state else v
-                        for k, v in payload["state"].items()}
-    model.write_checkpoint(path, payload)
+    model.save(path, extra=extra, dtypes={k: v.dtype for k, v in init_state.items()})
 
 
 def _pad(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,13 +252,11 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     config = AdapterTrainConfig.from_dict(
         read_json_object(args.config, "adapter train config") if args.config else {})
-    init_payload = read_checkpoint(args.init)  # read once: checked here, its weights below
-    if init_payload.get("arch", "clsr") != "clsr":
-        raise ValueError(f"{args.init}: not a CLSR checkpoint")
+    init_payload = read_checkpoint(args.init, "clsr")  # read once: checked here, weights below
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     features: Path = args.features or out / "features"
-    progress = _progress(args.quiet)
+    progress = training_bar(args.quiet)
     say = (lambda *_: None) if args.quiet else progress.console.print
 
     corpora = [load_corpus(c) for c in args.corpus]
@@ -313,7 +303,7 @@ def main(argv: list[str] | None = None) -> Path:
     step, log = 0, []
     last = out / "last.pt"
     if last.exists():
-        state = torch.load(last, weights_only=True)
+        state = load_resume(last)
         if (AdapterTrainConfig.from_dict(state["config"]) != config
                 or state["init"] != str(args.init)):
             raise ValueError(f"{last}: was trained with another config or --init; "
@@ -343,7 +333,7 @@ def main(argv: list[str] | None = None) -> Path:
             rng = random.Random(config.seed * 1_000_003 + step)
             torch.manual_seed(config.seed * 1_000_003 + step)  # dropout
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, config)
+                group["lr"] = lr_at(step, config.lr, config.warmup_steps, config.steps)
             chosen, seen = [], set()
             for u in rng.sample(train, len(train)):  # one rendition per passage per batch
                 if u.passage_id not in seen:
@@ -366,7 +356,8 @@ def main(argv: list[str] | None = None) -> Path:
             opt.step()
             step += 1
             row = {"step": step, "loss": loss.item(), "nll": loss.item(),
-                   "lr": lr_at(step - 1, config), "seconds": time.perf_counter() - t0}
+                   "lr": lr_at(step - 1, config.lr, config.warmup_steps, config.steps),
+                   "seconds": time.perf_counter() - t0}
             if step % config.eval_every == 0 or step == config.steps:
                 row["val_r1"] = validate(model, val, tokens, q_val, truth)
                 log.append(row)
@@ -378,10 +369,9 @@ def main(argv: list[str] | None = None) -> Path:
                                    {"step": step, "score": best, "adapter_of": str(args.init)})
                 adapter = {k: v for k, v in model.trained_state_dict().items()
                            if k.startswith("doc_encoder.")}
-                torch.save({"adapter": adapter, "optimizer": opt.state_dict(), "step": step,
-                            "config": config.to_dict(), "init": str(args.init)},
-                           last.with_suffix(".tmp"))
-                last.with_suffix(".tmp").replace(last)
+                save_resume(last, {"adapter": adapter, "optimizer": opt.state_dict(),
+                                   "step": step, "config": config.to_dict(),
+                                   "init": str(args.init)})
                 (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
                 plot_curves(log, out / "curves.png", "CLSR document adapter")
                 say(f"step {step}/{config.steps} loss {row['loss']:.3f} R@1 {row['val_r1']:.2f}")

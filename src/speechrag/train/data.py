@@ -32,8 +32,8 @@ import torch
 from speechrag import audio
 from speechrag.corpus import tts
 from speechrag.corpus.build import Corpus, CorpusConfig
-from speechrag.models.clsr import IGNORE
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.losses import IGNORE
+from speechrag.models.text_encoder import TextEncoder
 
 GPU_UTTERANCES = 64  # utterances per padded encoder pass when caching states on a GPU
 
@@ -185,8 +185,8 @@ def cache_states(utterances: list[Utterance], whisper: str, cache: Path,
     the encoder runs; the states are the same as with one."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from speechrag.models.speech_states import SpeechStates, states_policy
     from speechrag.segment import Segment
-    from speechrag.speech_states import SpeechStates, states_policy
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     cache = cache / states_policy(whisper, device=device, trained_top=trained_top)

@@ -30,11 +30,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from speechrag.config import strict_config
 from speechrag.corpus.build import Corpus, load_corpus
 from speechrag.jsonl import read_json_object
 from speechrag.models.encoder_top import grow_top_state
-from speechrag.models.frozen_text import read_checkpoint, strict_config
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
+from speechrag.models.trained import read_checkpoint
+from speechrag.progress import training_bar
 from speechrag.train.data import (
     Batches,
     Utterance,
@@ -116,13 +118,26 @@ class Arch:
     doc: str = ""
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% over both stages."""
-    total = config.stage1_steps + config.stage2_steps
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-    return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+def lr_at(step: int, lr: float, warmup_steps: int, total_steps: int) -> float:
+    """The one learning-rate schedule of every trainer: linear warm-up over
+    ``warmup_steps``, then cosine decay to 10% of ``lr`` at ``total_steps``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save_resume(path: Path, payload: dict[str, Any]) -> None:
+    """Write a run's resume state (``last.pt``: weights, optimizer, step, config)
+    atomically: a run killed while writing keeps the previous one."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_resume(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A run's resume state, as :func:`save_resume` wrote it."""
+    return torch.load(path, map_location=device, weights_only=True)
 
 
 LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "ctc", "nll", "align")
@@ -166,17 +181,6 @@ def selection_score(row: dict) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def _progress(quiet: bool):
-    """The progress bar with a loss column, on stderr (off with ``--quiet``)."""
-    from rich.console import Console
-    from rich.progress import TextColumn
-
-    from speechrag.progress import progress_bar
-
-    return progress_bar(Console(stderr=True), TextColumn("{task.fields[info]}"),
-                        disable=quiet)
-
-
 def _describe(row: dict) -> str:
     parts = [f"loss {row['loss']:.3f}"]
     if "token_acc" in row:
@@ -213,12 +217,20 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
 
 
 def init_changes(old: Any, new: Any) -> dict[str, list[Any]]:
-    """Top-level model-config fields that differ between an --init checkpoint and this
-    run -> {field: [old, new]}. A run may add parts (the glancing sampler, a CTC head:
-    new weights start fresh) or change how trained parts are used (the VQ ablation in
-    stage 2), as long as every saved weight fits; the log records what changed."""
-    a, b = old.to_dict(), new.to_dict()
-    return {k: [a[k], b[k]] for k in b if a.get(k) != b[k]}
+    """Model-config fields that differ between an --init checkpoint and this run ->
+    {field: [old, new]}, nested settings by their dotted name (``cif.ctc_weight``). A run
+    may add parts (the glancing sampler, a CTC head: new weights start fresh) or change
+    how trained parts are used (the VQ ablation in stage 2), as long as every saved
+    weight fits; the log records what changed."""
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}
+        return out
+
+    a, b = flat(old.to_dict()), flat(new.to_dict())
+    return {k: [a.get(k), b.get(k)] for k in {**a, **b} if a.get(k) != b.get(k)}
 
 
 def load_init_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
@@ -273,7 +285,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     features: Path = args.features or out / "features"
-    progress = _progress(args.quiet)
+    progress = training_bar(args.quiet)
     say = (lambda *_: None) if args.quiet else progress.console.print
 
     corpora: list[Corpus] = [load_corpus(c) for c in args.corpus]
@@ -300,9 +312,7 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
     step, log = 0, []
     last = out / "last.pt"
     if args.init is not None and not last.exists():
-        init = read_checkpoint(args.init)  # on the CPU: load_state_dict copies to the device
-        if init.get("arch", "clsr") != arch.name:
-            raise ValueError(f"{args.init}: not a {arch.name} checkpoint")
+        init = read_checkpoint(args.init, arch.name)  # on the CPU: copied to the device
         init_config = arch.config_cls.from_dict(init["config"])
         changes = init_changes(init_config, config.model)
         frozen = {"whisper", "text_encoder", "d_encoder"} & set(changes)
@@ -322,9 +332,9 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
             + (f"; model config changes: {changes}" if changes else "")
             + (f"; new blocks start as identity: {identity}" if identity else ""))
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
+        state = load_resume(last, device)
         saved = TrainConfig.from_dict(state["train_config"], arch.config_cls)  # new defaults
-        if saved != config or state.get("arch", "clsr") != arch.name:
+        if saved != config or state.get("arch") != arch.name:
             raise ValueError(f"{last}: was trained with another config; use a new --out")
         model.load_state_dict(state["state"], strict=False)
         opt.load_state_dict(state["optimizer"])
@@ -342,7 +352,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
         task = progress.add_task("training", total=total, completed=step, info="")
         while step < total:
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, config) * group.get("lr_scale", 1.0)
+                group["lr"] = lr_at(step, config.lr, config.warmup_steps, total) * group.get(
+                    "lr_scale", 1.0)
             b = to_device(batches.batch(step), device)
             parts = model.training_loss(**b, contrastive=step >= config.stage1_steps)
             opt.zero_grad()
@@ -352,7 +363,8 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
             step += 1
             row = {"step": step, "stage": 1 if step <= config.stage1_steps else 2,
                    **{k: float(v.detach()) for k, v in parts.items()},
-                   "lr": lr_at(step - 1, config), "seconds": time.perf_counter() - t0}
+                   "lr": lr_at(step - 1, config.lr, config.warmup_steps, total),
+                   "seconds": time.perf_counter() - t0}
             if step % config.eval_every == 0 or step == total:
                 if val:
                     row |= arch.validate(model, batches, val, device)
@@ -362,10 +374,9 @@ def run(arch: Arch, argv: list[str] | None = None) -> Path:
                 if score is not None and (best is None or score > best):
                     best = score
                     model.save(out / "best.pt", extra={"step": step, "score": score})
-                torch.save({"state": model.trained_state_dict(), "optimizer": opt.state_dict(),
-                            "step": step, "arch": arch.name, "train_config": config.to_dict()},
-                           last.with_suffix(".tmp"))
-                last.with_suffix(".tmp").replace(last)
+                save_resume(last, {"state": model.trained_state_dict(),
+                                   "optimizer": opt.state_dict(), "step": step,
+                                   "arch": arch.name, "train_config": config.to_dict()})
                 (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
                 plot_curves(log, out / "curves.png", arch.name.upper())
                 say(f"step {step}/{total} {_describe(row)}")

@@ -14,18 +14,13 @@ are the shared training app's.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from speechrag.models.seal import SealConfig, SealModel
-from speechrag.text_encoder import TextEncoder
+from speechrag.models.text_encoder import TextEncoder
 from speechrag.train.data import Batches, Utterance, to_device
-from speechrag.train.loop import Arch, TrainConfig, run
-
-
-def train_config(values: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(values, SealConfig)
+from speechrag.train.loop import Arch, run
 
 
 def build(config: SealConfig, text: TextEncoder) -> SealModel:
@@ -43,7 +38,7 @@ def _speech(model: SealModel, batches: Batches, utts: list[Utterance],
         b = to_device(batches.collate(utts[i:i + batches.batch_size]), device)
         speech.append(model(b["states"], b["state_mask"])["speech_emb"])
         if paired:
-            texts.append(model.project(model._text_sentence(b["query_ids"],
+            texts.append(model.project(model.text_sentence(b["query_ids"],
                                                             b["query_lengths"])))
     return torch.cat(speech), torch.cat(texts) if paired else None
 

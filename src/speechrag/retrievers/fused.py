@@ -1,0 +1,133 @@
+"""CLSR and SEAL fused: one Whisper pass, two heads, one vector.
+
+Both end-to-end models read the same Whisper states (:func:`share_states`: a model that
+trained Whisper's top blocks beside one that did not), so running the two heads
+costs one encoder pass (about 87% of either model's indexing time) plus two small
+heads. Their mistakes differ: CLSR reads the words (it spells the tokens and feeds
+them to the text encoder), SEAL regresses the sentence embedding straight from the
+states. On the 302 held-out validation passages the fused score beat both models on
+written and spoken questions (README, "CLSR and SEAL fused").
+
+Late fusion in one vector: a segment, a text and a spoken query all become
+
+    [sqrt(w) * e_clsr, sqrt(1 - w) * e_seal]     (E_clsr + E_seal,), unit norm
+
+so the inner product of two such vectors is ``w cos_clsr + (1 - w) cos_seal``, the
+same in every direction (text -> speech, speech -> text, speech -> speech), and the
+index, search and evaluator need nothing new. ``w`` is ``clsr_weight``: 0.5 (equal
+weights) unless a spec says otherwise; the ``clsr+seal`` preset takes the weight with the
+best mean of written and spoken R@1 on validation for the CLSR it ships with (0.8 for the
+CLSR that trained Whisper's top two blocks; docs/training.md, CLSR section 13).
+The rough transcript is CLSR's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechrag.models.clsr import ClsrModel
+from speechrag.models.encoder_top import EncoderTop
+from speechrag.models.seal import SealModel
+from speechrag.models.speech_states import SpeechStates
+from speechrag.models.trained import read_checkpoint
+from speechrag.retrievers.trained import CheckpointSpec, TrainedRetriever, verified
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """How an index names the fused model: both checkpoints with their checksums and
+    the weight of CLSR's cosine."""
+
+    clsr: str
+    seal: str
+    clsr_sha256: str = ""
+    seal_sha256: str = ""
+    clsr_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.clsr_weight < 1.0:
+            raise ValueError(f"fusion model: clsr_weight must be in (0, 1), not "
+                             f"{self.clsr_weight}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:
+    """Make two models of one Whisper read the same states; -> the ``trained_top`` of
+    the frozen encoder pass they share.
+
+    Models that trained the same top blocks (``encoder_layers`` k, 0 for none) share the
+    states below them. A frozen-encoder model (k = 0) beside one that trained its top k
+    blocks gets Whisper's own k top blocks, frozen, so both read the states below them
+    and the frozen model still sees Whisper's final states. Those blocks then run over
+    the whole segment instead of the encoder's 20 s pieces (on audio under 20 s the two
+    are the same computation; on longer audio the blocks see across piece edges).
+    Two Whispers, or two different non-zero k, cannot share one pass and are refused
+    by name."""
+    if a.config.whisper != b.config.whisper:
+        raise ValueError(f"fusion model: {names[0]} and {names[1]} read different Whisper "
+                         f"encoders ({a.config.whisper!r} against {b.config.whisper!r})")
+    ka, kb = a.config.encoder_layers, b.config.encoder_layers
+    if ka and kb and ka != kb:
+        raise ValueError(f"fusion model: {names[0]} and {names[1]} trained different "
+                         f"numbers of Whisper's top blocks ({ka} against {kb}): they cannot "
+                         "share one encoder pass")
+    top = max(ka, kb)
+    for model in (a, b):
+        if top and model.encoder_top is None:
+            model.encoder_top = EncoderTop(model.config.whisper, top).eval()
+    return top
+
+
+class FusionRetriever(TrainedRetriever):
+    """The retriever interface over a CLSR and a SEAL checkpoint that read the same
+    Whisper (its states are computed once for both)."""
+
+    kind = "fusion"
+
+    def __init__(self, spec: FusionSpec) -> None:  # not TrainedRetriever's: two models
+        clsr = verified(CheckpointSpec(spec.clsr, spec.clsr_sha256))
+        seal = verified(CheckpointSpec(spec.seal, spec.seal_sha256))
+        self.config = FusionSpec(clsr.checkpoint, seal.checkpoint, clsr.sha256, seal.sha256,
+                                 spec.clsr_weight)
+        self.clsr = ClsrModel.load(clsr.checkpoint)
+        seal_text = read_checkpoint(seal.checkpoint)["config"].get("text_encoder")
+        shared = self.clsr.text if seal_text == self.clsr.config.text_encoder else None
+        self.seal = SealModel.load(seal.checkpoint, shared)  # one text encoder when the same
+        top = share_states(self.clsr, self.seal, (clsr.checkpoint, seal.checkpoint))
+        self.model = self.clsr  # what TrainedRetriever's callers read the config from
+        self.speech = SpeechStates(self.clsr.config.whisper, trained_top=top)
+        for model in (self.clsr, self.seal):
+            if model.encoder_top is not None:
+                model.encoder_top.inference_dtype = self.speech.dtype
+        self.scale = (math.sqrt(spec.clsr_weight), math.sqrt(1.0 - spec.clsr_weight))
+        self.dim = self.clsr.text.dim + self.seal.text.dim
+
+    def _join(self, clsr: torch.Tensor, seal: torch.Tensor) -> np.ndarray:
+        """(B, E_clsr), (B, E_seal) unit norm -> (B, dim) float32 unit norm."""
+        a, b = self.scale
+        joined = torch.cat([a * F.normalize(clsr.float(), dim=-1),
+                            b * F.normalize(seal.float(), dim=-1)], dim=-1)
+        return joined.numpy().astype(np.float32)
+
+    def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
+              ) -> tuple[np.ndarray, list[str | None]]:
+        out = self.clsr(states, mask, document=document)
+        return (self._join(out["speech_emb"], self.seal(states, mask)["speech_emb"]),
+                list(self.clsr.transcripts(out)))
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        clsr = self.clsr.encode_text(texts)  # (N, E) the text encoder's sentence embedding
+        if self.seal.text is self.clsr.text:  # SEAL's text side projects the same one
+            return self._join(clsr, self.seal.project(clsr))
+        return self._join(clsr, self.seal.encode_text(texts))

@@ -1,0 +1,92 @@
+"""How an index's checkpoint is verified: a changed or missing file is refused by name."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechrag.retrievers import TRAINED_DIR, from_spec
+from speechrag.retrievers.trained import CheckpointSpec, file_sha256, verified
+
+
+def test_a_changed_checkpoint_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    ckpt = tmp_path / "seal.pt"
+    shutil.copy(TRAINED_DIR / "seal.pt", ckpt)
+    recorded = verified(CheckpointSpec(str(ckpt)))
+    assert recorded.sha256 == file_sha256(ckpt) and Path(recorded.checkpoint).is_absolute()
+    assert verified(recorded) == recorded  # unchanged: accepted as it is
+
+    with open(ckpt, "ab") as f:  # e.g. an upgrade shipped a retrained model
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="changed since the index was built") as err:
+        from_spec({"kind": "seal", **recorded.to_dict()})
+    assert str(ckpt) in str(err.value) and "index the audio again" in str(err.value)
+
+    ckpt.unlink()
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        verified(recorded)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_an_error_naming_it(tmp_path: Path) -> None:
+    import torch
+
+    from speechrag.retrievers import resolve_spec
+
+    shipped = (TRAINED_DIR / "clsr.pt").read_bytes()
+    cut = tmp_path / "cut.pt"  # an interrupted download or copy
+    cut.write_bytes(shipped[: len(shipped) // 2])
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 40)
+    other = tmp_path / "other.pt"  # a real torch file, but not ours
+    torch.save({"weights": torch.zeros(3)}, other)
+    for path, why in ((cut, "not a readable speechrag checkpoint"),
+                      (noise, "not a readable speechrag checkpoint"),
+                      (other, "no config and trained weights")):
+        with pytest.raises(ValueError, match=why) as err:
+            from_spec(resolve_spec(str(path)))
+        assert str(path) in str(err.value)
+
+
+def test_an_index_built_with_the_format_1_file_opens_with_the_converted_one() -> None:
+    """The shipped checkpoints were converted to format 2 (same weights): an index that
+    recorded the old file's checksum still opens, and keeps the checksum it recorded."""
+    from speechrag.models.trained import read_checkpoint
+
+    for arch in ("clsr", "seal"):
+        path = TRAINED_DIR / f"{arch}.pt"
+        (old,) = read_checkpoint(path)["replaces_sha256"]
+        assert old != file_sha256(path)
+        recorded = CheckpointSpec(str(path.resolve()), old)
+        assert verified(recorded) == recorded
+
+
+def test_the_index_records_the_encoder_piece_and_refuses_another(
+        speech_dir: Path, tmp_path: Path) -> None:
+    """The Whisper piece length shapes the end-to-end vectors: an index records it, and
+    adding audio encoded in other pieces is refused, not mixed in; an index written
+    before it was recorded opens as the 20 s every release used."""
+    import json
+
+    import speechrag
+    from speechrag.index import CONFIG_FILE, Index, IndexConfigError
+    from speechrag.retrievers import load_retriever
+    from speechrag.segment import SegmenterConfig
+
+    seg = SegmenterConfig(window_s=10, hop_s=5)
+    ix = tmp_path / "ix"
+    speechrag.index_audio([speech_dir / "volcano.wav"], ix, model="seal", segmenter=seg)
+    assert Index.open(ix).config.encoding == {"piece_s": 20.0}
+    other = load_retriever("seal")
+    other.speech.piece_s = 10.0
+    with pytest.raises(IndexConfigError, match="piece_s"):
+        Index.open(ix).add_files([str(speech_dir / "violin.wav")], other)
+    with pytest.raises(IndexConfigError, match="piece_s"):
+        Index.create(ix, other, seg)
+    data = json.loads((ix / CONFIG_FILE).read_text())
+    del data["encoding"]
+    (ix / CONFIG_FILE).write_text(json.dumps(data))
+    assert Index.open(ix).config.encoding == {"piece_s": 20.0}
+    report = speechrag.index_audio([speech_dir / "violin.wav"], ix)
+    assert len(report.indexed) == 1
