@@ -140,3 +140,59 @@ def test_a_second_writer_is_refused_clearly(tmp_path, speech, tiny_retriever) ->
         with pytest.raises(IndexConfigError, match="another process is indexing"):
             other.add_files([str(speech / "violin.wav")], tiny_retriever)
     assert len(index.add_files([str(speech / "violin.wav")], tiny_retriever).indexed) == 1
+
+
+def test_two_runs_creating_one_new_index_the_second_is_told(tmp_path, speech,
+                                                            tiny_retriever) -> None:
+    """While one run creates a new index (it holds the writer lock), a second run creating
+    the same index gets the message of an index being written, not a raw OSError about
+    index.json.tmp; once the first is done, the second opens what it made."""
+    import fcntl
+
+    ix = tmp_path / "new"
+    ix.mkdir()
+    with open(ix / ".writer.lock", "w") as held:  # the first run, mid-creation
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (ix / "index.json.tmp").write_text("{")
+        with pytest.raises(IndexConfigError, match="another process is indexing into it"):
+            Index.create(ix, tiny_retriever, WIN)
+        (ix / "index.json.tmp").unlink()
+    first = Index.create(ix, tiny_retriever, WIN)
+    assert Index.create(ix, tiny_retriever, WIN).config == first.config
+    assert len(first.add_files([str(speech / "violin.wav")], tiny_retriever).indexed) == 1
+
+
+def _create_each(root: str, n: int, barrier, results) -> None:  # a child process
+    from speechrag.retrievers.gold_text import GoldTextRetriever
+
+    retriever = GoldTextRetriever()
+    seen = []
+    for i in range(n):
+        barrier.wait()
+        try:
+            Index.create(Path(root) / f"ix{i}", retriever, WIN)
+            seen.append("made or opened")
+        except IndexConfigError as e:
+            seen.append("told" if "another process is indexing into it" in str(e) else str(e))
+        except Exception as e:  # noqa: BLE001 - what the test is looking for
+            seen.append(f"crashed: {e!r}")
+    results.put(seen)
+
+
+def test_two_processes_racing_to_create_an_index(tmp_path) -> None:
+    """Two processes create the same new index at the same moment, 12 times over: each
+    either makes (or opens) it or is told another process is writing it; none crashes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_create_each, args=(str(tmp_path), 12, barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    seen = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert all(s in ("made or opened", "told") for run in seen for s in run), seen
+    assert all("made or opened" in pair for pair in zip(*seen, strict=True)), seen
+    assert all((tmp_path / f"ix{i}" / "index.json").is_file() for i in range(12))

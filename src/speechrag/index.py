@@ -135,6 +135,23 @@ def collect_audio_files(paths: Iterable[str | Path]) -> tuple[list[str], list[tu
     return files, problems
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer of an index at a time (the resume logic assumes it), creation included.
+    An OS lock: the kernel drops it when the holder dies, even by ``kill -9``, so it never
+    goes stale."""
+    with open(path / LOCK_FILE, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexConfigError(f"{path}: another process is indexing into it; "
+                                   "wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _quote(value: str) -> str:
     """A string literal for a LanceDB filter (single quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
@@ -212,13 +229,20 @@ class Index:
                     f"{path}: index was cut with {index.config.segmenter}, not "
                     f"{config.segmenter}; use the same --window/--hop/--vad or a new --index")
             return index
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        ours = {LOCK_FILE, CONFIG_FILE + ".tmp"}  # what a creator writes before index.json
+        if path.exists() and (not path.is_dir()
+                              or any(p.name not in ours for p in path.iterdir())):
             raise IndexConfigError(f"{path}: exists and is not a speechrag index; "
                                    "give --index a new or empty directory")
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
-        os.replace(tmp, path / CONFIG_FILE)
+        with _locked(path):  # two runs creating one index: the second is told, not crashed
+            if (path / CONFIG_FILE).exists():  # made while this process waited to look
+                index = cls.open(path)
+                index.check_retriever(retriever)
+                return index
+            tmp = path / (CONFIG_FILE + ".tmp")
+            tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
+            os.replace(tmp, path / CONFIG_FILE)
         return cls(path, config)
 
     def check_model(self, spec: dict[str, Any]) -> None:
@@ -256,23 +280,8 @@ class Index:
         on_skip(path, reason) when a file cannot be indexed.
         """
         self.check_retriever(retriever)
-        with self._writer_lock():
+        with _locked(self.path):
             return self._add_files(paths, retriever, on_progress, on_skip)
-
-    @contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer at a time (the resume logic assumes it). An OS lock: the kernel
-        drops it when the holder dies, even by ``kill -9``, so it never goes stale."""
-        with open(self.path / LOCK_FILE, "w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IndexConfigError(f"{self.path}: another process is indexing into it; "
-                                       "wait for it to finish") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
 
     def _add_files(self, paths: list[str], retriever: Retriever,
                    on_progress: Callable[[str, float], None] | None,
@@ -363,7 +372,7 @@ class Index:
             raise ValueError(f"document id {dup!r} appears more than once")
         report = IndexReport()
         t0 = time.perf_counter()
-        with self._writer_lock():
+        with _locked(self.path):
             stored = {r["path_key"]: r["text"] for r in self.segments.search()
                       .where("path_key LIKE 'text:%'").select(["path_key", "text"])
                       .limit(None).to_list()}
