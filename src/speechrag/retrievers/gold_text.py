@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from speechrag.models.text_encoder import TextEncoder
-from speechrag.retrievers.cascade import CascadeConfig
+from speechrag.retrievers.cascade import CascadeConfig, CascadeRetriever
 from speechrag.segment import Segment
 
 Spoken = dict[str, list[tuple[float, float, str]]]  # source -> [(start_s, end_s, text)]
@@ -25,20 +24,19 @@ def words_between(spoken: list[tuple[float, float, str]], start_s: float, end_s:
     return " ".join(words)
 
 
-class GoldTextRetriever:
-    """Word times inside a passage are not known, so a passage's words are spread
-    evenly over its gold span and a segment gets the words whose midpoint falls inside
-    it. The evaluator builds one with the corpus manifest (``spoken``); rebuilt from an
-    index's spec it has none and only searches by text."""
+class GoldTextRetriever(CascadeRetriever):
+    """The cascade with a perfect ASR: its text side, and the reference words as each
+    segment's transcript. Word times inside a passage are not known, so a passage's words
+    are spread evenly over its gold span and a segment gets the words whose midpoint falls
+    inside it. The evaluator builds one with the corpus manifest (``spoken``); rebuilt from
+    an index's spec it has none and only searches by text."""
 
     kind = "gold-text"
 
     def __init__(self, config: CascadeConfig | None = None, spoken: Spoken | None = None
                  ) -> None:
-        self.config = config or CascadeConfig(whisper="none")
+        super().__init__(config or CascadeConfig(whisper="none"))
         self.spoken = spoken or {}
-        self.text = TextEncoder(self.config.text_encoder)
-        self.dim = self.text.dim
 
     def text_of(self, segment: Segment) -> str:
         return words_between(self.spoken.get(segment.source, []), segment.start_s, segment.end_s)
@@ -46,14 +44,6 @@ class GoldTextRetriever:
     def encode_segments(self, segments: list[Segment]) -> tuple[np.ndarray, list[str | None]]:
         texts = [self.text_of(s) for s in segments]
         return self.text.encode(texts), list(texts)
-
-    @property
-    def encoding(self) -> dict[str, float]:
-        """Nothing outside the config shapes the vectors (the ASR reads whole segments)."""
-        return {}
-
-    def encode_text(self, texts: list[str]) -> np.ndarray:
-        return self.text.encode(texts)
 
     def encode_query_audio(self, samples: list[np.ndarray]
                            ) -> tuple[np.ndarray, list[str | None]]:
