@@ -45,9 +45,10 @@ $(STAMP): pyproject.toml Makefile
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# The README's benchmark table (about 30 minutes on 2 cores).
+# The README's "At a glance" table: every shipped model, written and spoken questions, in
+# one run (about 45 minutes on 2 cores with a cold cache).
 bench: install
-	$(PY) benchmarks/wikispoken.py
+	$(PY) benchmarks/at_a_glance.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
