@@ -20,7 +20,7 @@ MODEL = ["--model", "cascade-tiny", "--window", "10", "--hop", "5"]
 
 
 @pytest.mark.parametrize("cmd", [[], ["index"], ["index-text"], ["search"], ["eval"], ["demo"],
-                                 ["corpus", "build"]])
+                                 ["corpus", "build"], ["info"], ["remove"]])
 def test_help_everywhere(cmd: list[str]) -> None:
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -154,3 +154,41 @@ def test_kill_9_mid_run_then_resume(tmp_path: Path, speech_dir: Path) -> None:
     runner.invoke(app, ["index", str(src), "--index", str(clean), *MODEL])
     clean_ids = lancedb.connect(str(clean)).open_table("segments").to_arrow().column("id")
     assert sorted(seg_ids) == sorted(clean_ids.to_pylist())
+
+
+def test_info_and_remove(speech_dir: Path, tmp_path: Path) -> None:
+    """info says what the index holds; remove takes a file's segments and record out (the
+    other files stay searchable), says what it could not find, and a second run of it
+    finishes one that was cut between its two commits."""
+    ix = tmp_path / "ix"
+    assert runner.invoke(app, ["index", str(speech_dir), "--index", str(ix), *MODEL]
+                         ).exit_code == 0
+    shown = runner.invoke(app, ["info", "--index", str(ix)])
+    assert shown.exit_code == 0 and "3 (0.0" in shown.stdout and "cascade" in shown.stdout
+    summary = json.loads(runner.invoke(app, ["info", "--index", str(ix), "--json"]).stdout)
+    assert summary["files"] == 3 and summary["orphan_segments"] == 0
+    assert 0 < summary["audio_hours"] < 0.02 and summary["model"]["kind"] == "cascade"
+
+    violin = speech_dir / "violin.wav"
+    done = runner.invoke(app, ["remove", str(violin), "nowhere.wav", "--index", str(ix)])
+    assert done.exit_code == 0 and "not in the index: nowhere.wav" in done.output
+    after = json.loads(runner.invoke(app, ["info", "--index", str(ix), "--json"]).stdout)
+    assert after["files"] == 2 and after["segments"] < summary["segments"]
+    hits = json.loads(runner.invoke(app, ["search", "--index", str(ix), "--query",
+                                          "a wooden string instrument", "--json"]).stdout)
+    assert hits["hits"] and not any(h["source"].endswith("violin.wav") for h in hits["hits"])
+    assert runner.invoke(app, ["remove", str(violin), "--index", str(ix)]).exit_code == 1
+
+    # a remove killed between its commits: the record is gone, the rows are not
+    from speechrag.index import Index
+
+    index = Index.open(ix)
+    bread = os.path.realpath(speech_dir / "bread.wav")
+    index.files.delete(f"path_key = '{bread}'")
+    assert index.summary()["orphan_segments"] > 0
+    assert "segments of no recorded file" in runner.invoke(app, ["info", "--index", str(ix)]
+                                                           ).stdout
+    assert runner.invoke(app, ["remove", str(speech_dir / "bread.wav"), "--index", str(ix)]
+                         ).exit_code == 0
+    final = Index.open(ix).summary()
+    assert final["orphan_segments"] == 0 and final["files"] == 1

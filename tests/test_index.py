@@ -196,3 +196,12 @@ def test_two_processes_racing_to_create_an_index(tmp_path) -> None:
     assert all(s in ("made or opened", "told") for run in seen for s in run), seen
     assert all("made or opened" in pair for pair in zip(*seen, strict=True)), seen
     assert all((tmp_path / f"ix{i}" / "index.json").is_file() for i in range(12))
+
+
+def test_remove_a_text_document_by_its_id(tmp_path, tiny_retriever) -> None:
+    index = Index.create(tmp_path / "docs", tiny_retriever, WIN)
+    index.add_texts([("a", "volcanoes erupt"), ("b", "bread is baked")], tiny_retriever)
+    assert index.summary()["documents"] == 2
+    assert index.remove(["a", "zzz"]) == (["a"], ["zzz"])
+    assert [r["source"] for r in index.rows()] == ["b"]
+    assert index.summary()["documents"] == 1 and index.summary()["files"] == 0

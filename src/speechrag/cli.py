@@ -202,6 +202,47 @@ def search(
             out.print(hits_table(shown, hits))
 
 
+# -- info / remove ----------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def info(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """What an index holds: model, files, hours of audio, segments, when it was written."""
+    from speechrag.index import Index
+    from speechrag.report import info_table
+
+    summary = Index.open(index_dir).summary()
+    if as_json:
+        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+    else:
+        out.print(info_table(summary))
+
+
+@app.command()
+@user_errors
+def remove(
+    names: Annotated[list[str], typer.Argument(
+        help="Files (as given to `index`, or as indexed) or text document ids.")],
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+) -> None:
+    """Take files or documents out of an index (their segments and their record). Running
+    it again after an interruption finishes the job."""
+    from speechrag.index import Index
+
+    idx = Index.open(index_dir)
+    removed, missing = idx.remove(names)
+    for name in missing:
+        err.print(f"not in the index: {name}", markup=False, highlight=False)
+    err.print(f"removed {len(removed)}; index holds {len(idx)} segments from "
+              f"{len(idx.indexed_files())} file(s)", markup=False, highlight=False)
+    if missing and not removed:
+        raise typer.Exit(1)
+
+
 # -- index-text -------------------------------------------------------------------------------
 
 

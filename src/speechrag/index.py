@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,10 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def _quote(value: str) -> str:
@@ -399,6 +403,56 @@ class Index:
                 self.compact()
         report.wall_s = time.perf_counter() - t0
         return report
+
+    def remove(self, names: list[str]) -> tuple[list[str], list[str]]:
+        """Take files (by path, as given or as indexed) or text documents (by id) out of
+        the index -> (removed, not found). Each one goes in two commits: its record, then
+        its rows; a run killed between them leaves rows of no recorded file, which search
+        may still return until the next ``remove`` of the same name (or ``index`` of the
+        file) deletes them, so running it again always finishes the job."""
+        removed, missing = [], []
+        with _locked(self.path):
+            files = {r["path_key"]: r["source"] for r in self.files.to_arrow()
+                     .select(["path_key", "source"]).to_pylist()}
+            by_source = {source: key for key, source in files.items()}
+            for name in names:
+                key = by_source.get(name) or os.path.realpath(name)
+                candidates = [key, TEXT_KEY + name]
+                where = f"path_key IN ({', '.join(_quote(k) for k in candidates)})"
+                if key not in files and not self.segments.count_rows(where):
+                    missing.append(name)
+                    continue
+                self.files.delete(where)  # first the record: never a recorded file without rows
+                self.segments.delete(where)
+                removed.append(name)
+            if removed:
+                self.compact()
+        return removed, missing
+
+    def summary(self) -> dict[str, Any]:
+        """What an index holds, for ``speechrag info`` and the server: the model, files,
+        text documents, hours of audio, segments, when it was created and last written,
+        how it is searched, and rows of no recorded file (a killed run's leftovers)."""
+        rows = self.segments.to_arrow().select(["path_key", "end"]).to_pylist()
+        files = {r["path_key"] for r in self.files.to_arrow().select(["path_key"]).to_pylist()}
+        ends: dict[str, float] = {}
+        for r in rows:
+            if not r["path_key"].startswith(TEXT_KEY):
+                ends[r["path_key"]] = max(ends.get(r["path_key"], 0.0), r["end"] or 0.0)
+        written = [p.stat().st_mtime for p in self.path.rglob("*") if p.is_file()]
+        return {
+            "index": str(self.path), "model": self.config.model, "dim": self.config.dim,
+            "segmenter": self.config.segmenter, "encoding": self.config.encoding,
+            "files": len(files),
+            "documents": sum(r["path_key"].startswith(TEXT_KEY) for r in rows),
+            "audio_hours": sum(v for k, v in ends.items() if k in files) / 3600,
+            "segments": len(rows),
+            "orphan_segments": sum(1 for r in rows if not r["path_key"].startswith(TEXT_KEY)
+                                   and r["path_key"] not in files),
+            "created": _iso((self.path / CONFIG_FILE).stat().st_mtime),
+            "updated": _iso(max(written)),
+            "search": "exact cosine (no ANN index)",
+        }
 
     def compact(self) -> None:
         """Merge the small per-file fragments and drop old versions (keeps search fast)."""

@@ -49,6 +49,30 @@ def hits_table(query: str, hits: list[Hit], text_width: int = 80) -> Table:
     return table
 
 
+def info_table(summary: dict[str, Any]) -> Table:
+    """``speechrag info``: an index's summary as a two-column table."""
+    model = summary["model"]
+    name = model.get("checkpoint", model.get("whisper", ""))
+    seg = summary["segmenter"]
+    cut = (f"VAD, up to {seg['window_s']:g} s" if seg.get("vad")
+           else f"{seg['window_s']:g} s windows every {seg['hop_s']:g} s")
+    table = Table(title=summary["index"], show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in (
+            ("model", f"{model['kind']} {shown_source(str(name))}".strip()),
+            ("files", f"{summary['files']} ({summary['audio_hours']:.2f} h of audio)"),
+            ("documents", str(summary["documents"])),
+            ("segments", f"{summary['segments']} ({cut})"),
+            ("search", summary["search"]),
+            ("created", summary["created"]), ("updated", summary["updated"])):
+        table.add_row(key, value)
+    if summary["orphan_segments"]:
+        table.add_row("note", f"{summary['orphan_segments']} segments of no recorded file "
+                      "(an interrupted run): `speechrag remove` or `index` that file again")
+    return table
+
+
 def _pct(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
