@@ -69,3 +69,18 @@ def test_pretrained_parts_that_changed_are_refused(tmp_path: Path, text: TextEnc
     again = read_checkpoint(tmp_path / "again.pt", "seal")
     assert again["note"] == "x" and again["pretrained"] == read_checkpoint(
         TRAINED_DIR / "seal.pt")["pretrained"]
+
+
+def test_the_whisper_digest_is_the_verified_asset_checksum(tmp_path: Path) -> None:
+    """A verified asset's recorded checksum names it (the GPU machine's encoder-only copy
+    records the full file's); a plain directory is hashed."""
+    from speechrag.assets import WHISPER_BASE_SHA256
+    from speechrag.models.trained import file_sha256, whisper_digest
+
+    assert whisper_digest("whisper-base") == WHISPER_BASE_SHA256
+    plain = tmp_path / "ct2"
+    plain.mkdir()
+    (plain / "model.bin").write_bytes(b"weights")
+    assert whisper_digest(str(plain)) == file_sha256(plain / "model.bin")
+    (plain / ".sha256-ok").write_text("ab" * 32 + "\n")
+    assert whisper_digest(str(plain)) == "ab" * 32

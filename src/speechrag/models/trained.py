@@ -77,9 +77,16 @@ def _cached_file_digest(path: str, size: int, mtime_ns: int) -> str:
 
 def whisper_digest(whisper: str) -> str:
     """sha256 of the Whisper weights file a model's encoder is read from ("" when the
-    name is a Hugging Face id not on this machine: nothing to compare). Cached per file
-    version: the frozen encoder is hashed once per process."""
-    model_bin = Path(resolve(whisper)) / "model.bin"
+    name is a Hugging Face id not on this machine: nothing to compare). An asset joined
+    and verified into the cache carries its checksum in ``.sha256-ok``, which is taken as
+    it is (the GPU machine's encoder-only copy carries the full file's, so checkpoints
+    trained there record the same asset); otherwise the file is hashed, once per process
+    and file version."""
+    model_dir = Path(resolve(whisper))
+    marker = model_dir / ".sha256-ok"
+    if marker.is_file():
+        return marker.read_text().strip()
+    model_bin = model_dir / "model.bin"
     if not model_bin.is_file():
         return ""
     st = os.stat(model_bin)
