@@ -226,28 +226,41 @@ class Index:
         config = IndexConfig(model=spec_of(retriever), segmenter=segmenter.to_dict(),
                              dim=retriever.dim, encoding=dict(retriever.encoding))
         if (path / CONFIG_FILE).exists():
-            index = cls.open(path)
-            index.check_retriever(retriever)
-            if index.config.segmenter != config.segmenter:
-                raise IndexConfigError(
-                    f"{path}: index was cut with {index.config.segmenter}, not "
-                    f"{config.segmenter}; use the same --window/--hop/--vad or a new --index")
-            return index
-        ours = {LOCK_FILE, CONFIG_FILE + ".tmp"}  # what a creator writes before index.json
-        if path.exists() and (not path.is_dir()
-                              or any(p.name not in ours for p in path.iterdir())):
+            return cls._existing(path, retriever, config)
+        # what a creation writes before index.json (it comes last), or leaves if killed
+        ours = {LOCK_FILE, CONFIG_FILE + ".tmp", "segments.lance", "files.lance"}
+
+        def foreign() -> bool:  # not a folder of ours: refused before anything is written
+            return path.exists() and (not path.is_dir() or any(
+                p.name not in ours | {CONFIG_FILE} for p in path.iterdir()))
+
+        if foreign():
             raise IndexConfigError(f"{path}: exists and is not a speechrag index; "
                                    "give --index a new or empty directory")
         path.mkdir(parents=True, exist_ok=True)
         with _locked(path):  # two runs creating one index: the second is told, not crashed
-            if (path / CONFIG_FILE).exists():  # made while this process waited to look
-                index = cls.open(path)
-                index.check_retriever(retriever)
-                return index
+            if (path / CONFIG_FILE).exists():  # made while this process came to the lock
+                return cls._existing(path, retriever, config)
+            if foreign():
+                raise IndexConfigError(f"{path}: exists and is not a speechrag index; "
+                                       "give --index a new or empty directory")
+            index = cls(path, config)  # the tables first: an index.json always has them
             tmp = path / (CONFIG_FILE + ".tmp")
             tmp.write_text(json.dumps(asdict(config), indent=2) + "\n")
             os.replace(tmp, path / CONFIG_FILE)
-        return cls(path, config)
+        return index
+
+    @classmethod
+    def _existing(cls, path: Path, retriever: Retriever, config: IndexConfig) -> Index:
+        """The index at ``path``, if it was made by ``retriever`` and cut as ``config``
+        says; an IndexConfigError otherwise."""
+        index = cls.open(path)
+        index.check_retriever(retriever)
+        if index.config.segmenter != config.segmenter:
+            raise IndexConfigError(
+                f"{path}: index was cut with {index.config.segmenter}, not "
+                f"{config.segmenter}; use the same --window/--hop/--vad or a new --index")
+        return index
 
     def check_model(self, spec: dict[str, Any]) -> None:
         if canonical_spec(spec) != canonical_spec(self.config.model):
