@@ -193,7 +193,8 @@ def test_two_processes_racing_to_create_an_index(tmp_path) -> None:
     seen = [results.get(timeout=300) for _ in procs]
     for p in procs:
         p.join(timeout=60)
-    assert all(s in ("made or opened", "told") for run in seen for s in run), seen
+    odd = [s for run in seen for s in run if s not in ("made or opened", "told")]
+    assert not odd, odd  # only the outcomes that should not happen, in full
     assert all("made or opened" in pair for pair in zip(*seen, strict=True)), seen
     assert all((tmp_path / f"ix{i}" / "index.json").is_file() for i in range(12))
 
