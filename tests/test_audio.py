@@ -120,3 +120,23 @@ def test_nan_samples_are_zeroed(tmp_path: Path) -> None:
     path = tmp_path / "nan.wav"
     sf.write(str(path), x, 16000, subtype="FLOAT")
     assert np.all(np.isfinite(audio.load(path)))
+
+
+def test_read_span_is_the_slice_of_the_whole(tmp_path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from speechrag.audio import AudioError, load, read_span
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.wav"
+    sf.write(str(path), rng.uniform(-0.5, 0.5, 16000 * 5).astype(np.float32), 16000,
+             subtype="FLOAT")
+    whole = load(path)
+    np.testing.assert_allclose(read_span(path, 1.0, 2.5), whole[16000:40000], atol=1e-6)
+    assert len(read_span(path, 4.0, 9.0)) == 16000  # cut at the end of the file
+    at_44k = tmp_path / "y.wav"
+    sf.write(str(at_44k), np.zeros(44100 * 3, dtype=np.float32), 44100)
+    assert abs(len(read_span(at_44k, 0.5, 2.5)) - 32000) <= 2
+    with pytest.raises(AudioError, match="empty span"):
+        read_span(path, 2.0, 2.0)

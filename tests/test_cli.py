@@ -20,7 +20,7 @@ MODEL = ["--model", "cascade-tiny", "--window", "10", "--hop", "5"]
 
 
 @pytest.mark.parametrize("cmd", [[], ["index"], ["index-text"], ["search"], ["eval"], ["demo"],
-                                 ["corpus", "build"], ["info"], ["remove"]])
+                                 ["corpus", "build"], ["info"], ["remove"], ["ask"]])
 def test_help_everywhere(cmd: list[str]) -> None:
     result = runner.invoke(app, [*cmd, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -52,7 +52,7 @@ def test_search_json_contract(cli_index: Path, speech_dir: Path, tmp_path: Path)
     for line in lines:
         assert len(line["hits"]) == 2
         for hit in line["hits"]:
-            assert set(hit) == {"source", "start", "end", "score", "text"}
+            assert set(hit) == {"id", "source", "start", "end", "score", "text"}
             assert Path(hit["source"]).parent == speech_dir  # the path as indexed
             assert 0 <= hit["start"] < hit["end"] and isinstance(hit["score"], float)
     assert Path(lines[0]["hits"][0]["source"]).stem == "volcano"
@@ -192,3 +192,96 @@ def test_info_and_remove(speech_dir: Path, tmp_path: Path) -> None:
                          ).exit_code == 0
     final = Index.open(ix).summary()
     assert final["orphan_segments"] == 0 and final["files"] == 1
+
+
+# -- ask --------------------------------------------------------------------------------------
+
+LLM = ["--llm", "smollm2-135m"]
+
+
+def test_ask_streams_then_lists_citations_and_json_has_the_contract(cli_index: Path,
+                                                                     tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ask", "--index", str(cli_index), "--query",
+                                 "Which instrument has four strings?", "--k", "2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert "violin" in lines[0].lower()
+    assert any(line.startswith("[1] ") and "violin.wav" in line and "00:0" in line
+               for line in lines[1:]), result.stdout
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "a", "text": "bread"}\n{"id": "b", "audio": "missing.wav"}\n')
+    result = runner.invoke(app, ["ask", "--index", str(cli_index), "--queries", str(queries),
+                                 "--k", "2", "--json", *LLM])
+    assert result.exit_code == 0, result.output
+    assert "skipped question b" in result.stderr and "missing.wav" in result.stderr
+    (line,) = [json.loads(x) for x in result.stdout.splitlines()]
+    assert set(line) >= {"query_id", "query", "answer", "citations", "hits", "timings"}
+    assert line["query_id"] == "a" and line["answer"] and len(line["hits"]) == 2
+    assert set(line["timings"]) >= {"retrieve_ms", "first_token_ms", "total_ms",
+                                    "tokens_per_s"}
+    for c in line["citations"]:
+        assert set(c) == {"n", "source", "start", "end", "score"}
+
+
+def test_ask_bad_input_is_one_clear_line_and_a_nonzero_status(cli_index: Path,
+                                                              tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model")
+    cases = [
+        (["--index", str(tmp_path / "none"), "--query", "q"], "not a speechrag index"),
+        (["--index", str(cli_index), "--query", "  "], "empty"),
+        (["--index", str(cli_index), "--query", "why " * 400], "characters long"),
+        (["--index", str(cli_index), "--query", "q", "--llm", str(tmp_path / "no.gguf")],
+         "no model file"),
+        (["--index", str(cli_index), "--query", "q", "--llm", str(junk)], "cannot load"),
+        (["--index", str(cli_index), "--query", "q", "--llm", "http://127.0.0.1:9"],
+         "cannot reach the LLM server at http://127.0.0.1:9"),
+        (["--index", str(cli_index), "--query", "q", "--context", "psychic"],
+         "unknown context"),
+        (["--index", str(cli_index), "--query-audio", str(tmp_path / "nope.wav")],
+         "nope.wav"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, ["ask", *args, *(LLM if "--llm" not in args else [])])
+        assert result.exit_code != 0, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+
+
+def _docs(tmp_path: Path, docs: list[tuple[str, str]]) -> Path:
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": d, "text": t}) + "\n" for d, t in docs))
+    return path
+
+
+def test_ask_an_empty_index_and_a_hit_that_does_not_fit(tmp_path: Path) -> None:
+    from speechrag.index import Index
+    from speechrag.retrievers import load_retriever
+    from speechrag.segment import SegmenterConfig
+
+    empty = tmp_path / "empty"
+    Index.create(empty, load_retriever("cascade"), SegmenterConfig())
+    result = runner.invoke(app, ["ask", "--index", str(empty), "--query", "q", *LLM])
+    assert result.exit_code == 2 and "holds nothing" in result.stderr
+    docs = _docs(tmp_path, [("long", "The violin has four strings. " * 1200),
+                            ("short", "The violin has four strings.")])
+    ix = tmp_path / "docs"
+    assert runner.invoke(app, ["index-text", str(docs), "--index", str(ix)]).exit_code == 0
+    result = runner.invoke(app, ["ask", "--index", str(ix), "--query",
+                                 "How many strings has a violin?", "--k", "2", *LLM])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 hits did not fit the LLM's context" in result.stderr
+
+
+def test_ctrl_c_while_an_answer_streams_stops_cleanly(cli_index: Path) -> None:
+    cmd = [sys.executable, "-m", "speechrag.cli", "ask", "--index", str(cli_index), "--query",
+           "Tell me everything about volcanoes, at great length.", "--max-tokens", "4000",
+           *LLM]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)  # the answer has started streaming
+    assert first
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err and b"Traceback" not in err

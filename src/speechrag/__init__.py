@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from speechrag.index import Hit, Index, IndexReport
+    from speechrag.llm import LLM, LLMConfig
+    from speechrag.rag import Answer, AnswerStream
     from speechrag.retrievers import Retriever
     from speechrag.segment import SegmenterConfig
 
-__all__ = ["index_audio", "index_texts", "load_retriever", "open_index", "read_documents",
-           "search", "search_audio"]
+__all__ = ["ask", "ask_stream", "index_audio", "index_texts", "load_retriever", "open_index",
+           "read_documents", "search", "search_audio"]
 __version__ = "0.1.0"
 
 
@@ -134,3 +136,28 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
     retriever = from_spec(index.config.model)
     return index.search(retriever.encode_text([question]), k, [question],
                         HybridConfig(weight=hybrid))[0]
+
+
+def ask_stream(index_dir: str | Path, question: str | None = None, k: int = 5,
+               llm: LLM | LLMConfig | str | None = None, audio: str | Path | None = None,
+               context: str = "stored") -> AnswerStream:
+    """Answer a question from an index with an LLM, streamed: iterate the returned
+    stream for the answer's pieces as they are written; its ``answer`` is then the
+    whole :class:`~speechrag.rag.Answer`. Give ``question`` (text) or ``audio`` (a
+    spoken question's file). ``llm``: a local model name, a ``.gguf`` path, an
+    OpenAI-compatible server URL, or None for the default local model."""
+    from speechrag.audio import load_query_audio
+    from speechrag.rag import Asker
+
+    samples = load_query_audio(audio) if audio is not None else None
+    asker = Asker(index_dir, llm, context=context)
+    return asker.stream(question, samples, k, source=str(audio))
+
+
+def ask(index_dir: str | Path, question: str | None = None, k: int = 5,
+        llm: LLM | LLMConfig | str | None = None, audio: str | Path | None = None,
+        context: str = "stored") -> Answer:
+    """Answer a question from an index with an LLM: ``Answer(text, citations, hits,
+    timings, ...)``; each citation is a hit the answer cites as [n], with its source and
+    start/end in seconds. See :func:`ask_stream` for the arguments."""
+    return ask_stream(index_dir, question, k, llm, audio, context).text()

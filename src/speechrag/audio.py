@@ -120,6 +120,38 @@ def load(path: str | Path) -> np.ndarray:
     return np.concatenate(list(stream(path)))
 
 
+def read_span(path: str | Path, start_s: float, end_s: float) -> np.ndarray:
+    """The audio from ``start_s`` to ``end_s`` of a file: (n,) float32 at 16 kHz. A file
+    libsndfile reads is seeked to the span (an hour-long file costs only the span);
+    anything else is decoded from the start and cut."""
+    path = Path(path)
+    _check_file(path)
+    if end_s <= start_s:
+        raise AudioError(path, f"empty span {start_s:.2f}-{end_s:.2f} s")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            f.seek(min(int(start_s * rate), f.frames))
+            data = f.read(int((end_s - start_s) * rate), dtype="float32", always_2d=True)
+    except sf.LibsndfileError:
+        a, b = round(start_s * SAMPLE_RATE), round(end_s * SAMPLE_RATE)
+        out, at = [], 0
+        for block in stream(path):
+            lo, hi = max(a - at, 0), min(b - at, len(block))
+            if hi > lo:
+                out.append(block[lo:hi])
+            at += len(block)
+            if at >= b:
+                break
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+    except (RuntimeError, OSError) as err:
+        raise AudioError(path, f"corrupt audio ({err})") from err
+    mono = np.ascontiguousarray(data.mean(axis=1), dtype=np.float32)
+    if rate != SAMPLE_RATE and len(mono):
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 MAX_QUERY_S = 120.0  # a spoken question; longer is a recording to index, not a query
 
 

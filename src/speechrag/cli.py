@@ -18,6 +18,7 @@ from speechrag.assets import AssetError, cache_dir
 from speechrag.audio import AudioError
 from speechrag.corpus.tts import VoiceError
 from speechrag.lexical import DEFAULT_WEIGHT, HybridConfig
+from speechrag.llm import LLMError
 from speechrag.progress import progress_bar
 from speechrag.segment import SegmenterConfig
 
@@ -29,7 +30,7 @@ app.add_typer(corpus_app, name="corpus")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line each, greppable
-USER_ERRORS = (AudioError, AssetError, VoiceError, ValueError, FileNotFoundError)
+USER_ERRORS = (AudioError, AssetError, VoiceError, LLMError, ValueError, FileNotFoundError)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -200,6 +201,108 @@ def search(
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
         else:
             out.print(hits_table(shown, hits))
+
+
+# -- ask --------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def ask(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    query: Annotated[str | None, typer.Option(help="A question.")] = None,
+    query_audio: Annotated[Path | None, typer.Option(
+        help="A spoken question (audio file, up to 2 minutes).")] = None,
+    queries: Annotated[Path | None, typer.Option(
+        help='JSONL file, one {"id": ..., "text": ...} or {"id": ..., "audio": PATH} '
+             'per line.')] = None,
+    k: Annotated[int, typer.Option(help="Hits given to the LLM.", min=1, max=50)] = 5,
+    llm: Annotated[str | None, typer.Option(
+        help="LLM: qwen2.5-coder-1.5b (default), qwen2.5-coder-0.5b, smollm2-135m, a .gguf "
+             "file, or the URL of an OpenAI-compatible server (its key from "
+             "$OPENAI_API_KEY).")] = None,
+    context: Annotated[str, typer.Option(
+        help="Text the LLM reads for each hit: 'stored' (the index's transcript) or 'asr' "
+             "(Whisper transcribes the hit's audio now; kept for next time).")] = "stored",
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.", min=1,
+                                            max=4096)] = 96,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per question.")] = False,
+) -> None:
+    """Answer questions from an index with an LLM, citing the moments: the answer streams
+    as it is written, then one line per cited source, [n] source mm:ss-mm:ss."""
+    from speechrag.audio import load_query_audio
+    from speechrag.llm import LLMConfig
+    from speechrag.queries import read_queries
+    from speechrag.rag import Asker, check_question
+    from speechrag.report import shown_source
+    from speechrag.timestamps import mmss
+
+    if sum(x is not None for x in (query, query_audio, queries)) != 1:
+        raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
+                         "--queries FILE.jsonl")
+    if query is not None:
+        check_question(query)
+    if query_audio is not None:
+        load_query_audio(query_audio)  # an unreadable file fails before any model loads
+    qs = ([{"id": 1, "text": query}] if query is not None else
+          [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
+          read_queries(queries))  # type: ignore[arg-type]
+    config = LLMConfig(max_tokens=max_tokens) if llm is None else \
+        LLMConfig(model=llm, max_tokens=max_tokens)
+    asker = Asker(index_dir, config, context=context)
+
+    def note(message: str) -> None:
+        err.print(message, markup=False, highlight=False)
+
+    failed = 0
+    for q in qs:
+        try:
+            if "audio" in q:
+                stream = asker.stream(audio=load_query_audio(q["audio"]), k=k,
+                                      source=q["audio"])
+            else:
+                stream = asker.stream(q["text"], k=k)
+        except (AudioError, ValueError) as e:  # one bad question never sinks the others
+            note(f"skipped question {q['id']}: {e}")
+            failed += 1
+            continue
+        if stream.prompt.dropped:
+            note(f"note: {stream.prompt.dropped} of {len(stream.retrieved.hits)} hits did not "
+                 "fit the LLM's context and were left out")
+        if not as_json:
+            if len(qs) > 1 or "audio" in q:
+                shown = q.get("text") or f"{stream.query}  (heard in {q['audio']})"
+                out.print(f"[bold]Q{'' if len(qs) == 1 else ' ' + str(q['id'])}:[/] "
+                          f"{escape(shown)}")
+            try:
+                for piece in stream:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                sys.stdout.write("\n")
+                note("interrupted")
+                raise typer.Exit(130) from None
+            sys.stdout.write("\n")
+            answer = stream.answer
+            assert answer is not None
+            for c in answer.citations:
+                where = "" if c.start is None else f" {mmss(c.start)}-{mmss(c.end)}"
+                out.print(f"[{c.n}] {shown_source(c.source)}{where}", markup=False,
+                          highlight=False)
+            if not answer.citations and not answer.no_answer:
+                note("(the answer cites no passage)")
+            continue
+        answer = stream.text()
+        line = {"query_id": q["id"], "query": q.get("text"), "query_audio": q.get("audio"),
+                "heard": answer.heard, "answer": answer.text,
+                "citations": [{"n": c.n, "source": c.source, "start": c.start,
+                               "end": c.end, "score": c.score} for c in answer.citations],
+                "hits": [h.to_dict() for h in answer.hits], "dropped": answer.dropped,
+                "timings": {key: round(v, 2) for key, v in answer.timings.items()}}
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    if failed == len(qs):
+        raise typer.Exit(2)
 
 
 # -- info / remove ----------------------------------------------------------------------------

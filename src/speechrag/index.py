@@ -86,6 +86,7 @@ class Hit:
     end: float | None
     score: float
     text: str | None
+    id: str = ""  # the segment's id in the index (``speechrag ask --context asr``, the server)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,6 +173,14 @@ def _segments_schema(dim: int) -> pa.Schema:
         pa.field("text", pa.string()),
     ])
 
+
+TRANSCRIPTS = "transcripts"  # ASR text of segments, written by `ask --context asr`
+TRANSCRIPTS_SCHEMA = pa.schema([
+    pa.field("id", pa.string()),
+    pa.field("path_key", pa.string()),
+    pa.field("asr", pa.string()),
+    pa.field("text", pa.string()),
+])
 
 FILES_SCHEMA = pa.schema([
     pa.field("path_key", pa.string()),
@@ -337,6 +346,7 @@ class Index:
             # in between leaves the file unrecorded, so the next run redoes exactly it.
             self.files.delete(f"path_key = {_quote(key)}")
             self.segments.delete(f"path_key = {_quote(key)}")
+            self._forget_transcripts(f"path_key = {_quote(key)}")
             self.segments.add(pa.Table.from_pylist(rows, schema=self.segments.schema))
             self.files.add(pa.Table.from_pylist(
                 [{"path_key": key, "source": path, "size": fingerprint[0],
@@ -437,6 +447,7 @@ class Index:
                     continue
                 self.files.delete(where)  # first the record: never a recorded file without rows
                 self.segments.delete(where)
+                self._forget_transcripts(where)
                 removed.append(name)
             if removed:
                 self.compact()
@@ -466,6 +477,55 @@ class Index:
             "updated": _iso(max(written)),
             "search": "exact cosine (no ANN index)",
         }
+
+    # -- transcripts stored back by `ask --context asr` ---------------------------------------
+
+    def _transcripts_table(self) -> Any:
+        """The transcripts table, or None before anything was stored (opening an index
+        never writes to it)."""
+        try:
+            return self.db.open_table(TRANSCRIPTS)
+        except ValueError:  # "Table 'transcripts' was not found"
+            return None
+
+    def transcripts(self, ids: list[str], asr: str) -> dict[str, str]:
+        """Stored ASR transcripts of these segment ids by this ASR model: id -> text."""
+        table = self._transcripts_table()
+        if table is None or not ids:
+            return {}
+        where = (f"asr = {_quote(asr)} AND id IN ({', '.join(_quote(i) for i in ids)})")
+        rows = table.search().where(where).select(["id", "text"]).limit(None).to_list()
+        return {r["id"]: r["text"] for r in rows}
+
+    def store_transcripts(self, texts: dict[str, str], asr: str) -> bool:
+        """Keep ASR transcripts of segments (id -> text) for later questions. One append
+        (atomic: an interrupted one leaves nothing half-written, and the segment rows are
+        never touched). Skipped, returning False, while another process writes the
+        index (its indexing may be replacing these very segments)."""
+        try:
+            with _locked(self.path):
+                keys = {r["id"]: r["path_key"] for r in self.segments.search()
+                        .where(f"id IN ({', '.join(_quote(i) for i in texts)})")
+                        .select(["id", "path_key"]).limit(None).to_list()}
+                rows = [{"id": i, "path_key": keys[i], "asr": asr, "text": t}
+                        for i, t in texts.items() if i in keys]
+                if not rows:
+                    return False
+                table = self._transcripts_table()
+                if table is None:
+                    table = self.db.create_table(TRANSCRIPTS, schema=TRANSCRIPTS_SCHEMA,
+                                                 exist_ok=True)
+                table.delete(f"asr = {_quote(asr)} AND id IN "
+                             f"({', '.join(_quote(r['id']) for r in rows)})")
+                table.add(pa.Table.from_pylist(rows, schema=TRANSCRIPTS_SCHEMA))
+                return True
+        except IndexConfigError:
+            return False
+
+    def _forget_transcripts(self, where: str) -> None:
+        table = self._transcripts_table()
+        if table is not None:
+            table.delete(where)
 
     def compact(self) -> None:
         """Merge the small per-file fragments and drop old versions (keeps search fast)."""
@@ -515,7 +575,8 @@ class Index:
                 lexical = scorer.scores(texts[n], [r["id"] for r in found])
                 order, scores = rerank(cosine, lexical, hybrid.weight)
             results.append([Hit(found[i]["source"], found[i]["start"], found[i]["end"],
-                                float(scores[i]), found[i]["text"]) for i in order[:k]])
+                                float(scores[i]), found[i]["text"], found[i]["id"])
+                            for i in order[:k]])
         return results
 
     def lexical_scorer(self, hybrid: HybridConfig) -> LexicalScorer:
