@@ -174,6 +174,7 @@ def _segments_schema(dim: int) -> pa.Schema:
     ])
 
 
+KEEP_VERSIONS_S = 600  # old table versions outlive any reader by far (the server: 1 s)
 TRANSCRIPTS = "transcripts"  # ASR text of segments, written by `ask --context asr`
 TRANSCRIPTS_SCHEMA = pa.schema([
     pa.field("id", pa.string()),
@@ -194,10 +195,11 @@ FILES_SCHEMA = pa.schema([
 class Index:
     """An on-disk segment index. Open with :meth:`open` (existing) or :meth:`create`."""
 
-    def __init__(self, path: Path, config: IndexConfig) -> None:
+    def __init__(self, path: Path, config: IndexConfig, refresh_s: float | None = None) -> None:
         self.path = path
         self.config = config
-        self.db = lancedb.connect(str(path))
+        self.db = lancedb.connect(str(path), read_consistency_interval=None
+                                  if refresh_s is None else timedelta(seconds=refresh_s))
         self.segments = self.db.create_table(
             "segments", schema=_segments_schema(config.dim), exist_ok=True)
         self.files = self.db.create_table("files", schema=FILES_SCHEMA, exist_ok=True)
@@ -206,8 +208,10 @@ class Index:
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path) -> Index:
-        """Open an existing index; a clear error if ``path`` is not one."""
+    def open(cls, path: str | Path, refresh_s: float | None = None) -> Index:
+        """Open an existing index; a clear error if ``path`` is not one. ``refresh_s``: a
+        long-lived reader (the server) sees what other processes write at most this many
+        seconds late; None reads the index as it was when opened."""
         path = Path(path)
         cfg = path / CONFIG_FILE
         if not cfg.is_file():
@@ -222,7 +226,7 @@ class Index:
         if config.format_version != FORMAT_VERSION:
             raise IndexConfigError(f"{path}: index format {config.format_version}, this speechrag "
                               f"reads format {FORMAT_VERSION}")
-        return cls(path, config)
+        return cls(path, config, refresh_s)
 
     @classmethod
     def create(cls, path: str | Path, retriever: Retriever,
@@ -528,11 +532,13 @@ class Index:
             table.delete(where)
 
     def compact(self) -> None:
-        """Merge the small per-file fragments and drop old versions (keeps search fast)."""
+        """Merge the small per-file fragments (keeps search fast) and drop versions older
+        than KEEP_VERSIONS_S: a reader in another process (the server, a search) may be
+        reading the version just replaced, and its files must still be there."""
         with warnings.catch_warnings():  # one writer by design: old versions are garbage
             warnings.simplefilter("ignore", UserWarning)
             for table in (self.segments, self.files):
-                table.optimize(cleanup_older_than=timedelta(seconds=0))
+                table.optimize(cleanup_older_than=timedelta(seconds=KEEP_VERSIONS_S))
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -541,6 +547,12 @@ class Index:
 
     def indexed_files(self) -> list[str]:
         return sorted(self.files.to_arrow().column("source").to_pylist())
+
+    def segment(self, segment_id: str) -> dict | None:
+        """One segment's row (id, source, start, end, text) by its id, or None."""
+        rows = (self.segments.search().where(f"id = {_quote(segment_id)}")
+                .select(["id", "source", "start", "end", "text"]).limit(1).to_list())
+        return rows[0] if rows else None
 
     def rows(self, columns: tuple[str, ...] = ("source", "start", "end", "text")) -> list[dict]:
         """All segment rows (without vectors unless asked), sorted by source and start."""
