@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k ffmpeg pocketsphinx-testdata
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k ffmpeg pocketsphinx-testdata chromium
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test system install lint bench clean
@@ -21,11 +21,13 @@ test: install
 
 install: system $(STAMP)
 
-# TTS engines (corpus building, test audio), ffmpeg (other audio containers) and the only
-# recorded human speech that ships offline (pocketsphinx-testdata: corpus/human.py).
+# TTS engines (corpus building, test audio), ffmpeg (other audio containers), the only
+# recorded human speech that ships offline (pocketsphinx-testdata: corpus/human.py), and
+# Chromium (the web page's browser tests, driven by Playwright: no browser download).
 system:
 	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null \
 	    && command -v text2wave >/dev/null && command -v ffmpeg >/dev/null \
+	    && command -v chromium >/dev/null \
 	    && [ -d /usr/share/festival/voices/english/kal_diphone ] \
 	    && [ -d /usr/share/pocketsphinx/test/data/librivox ]; then :; else \
 	  echo "installing $(APT_PACKAGES)"; \

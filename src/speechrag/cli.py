@@ -305,6 +305,44 @@ def ask(
         raise typer.Exit(2)
 
 
+# -- serve ------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def serve(
+    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; anything but 127.0.0.1/localhost needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
+    llm: Annotated[str | None, typer.Option(
+        help="Answer questions too, with this LLM ('default', a name, a .gguf file or "
+             "an OpenAI-compatible URL); without it the page only searches.")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="Require this token (Authorization: Bearer TOKEN; the page: open "
+             "URL/#token=TOKEN). Default: $SPEECHRAG_TOKEN.", envvar="SPEECHRAG_TOKEN")
+    ] = None,
+) -> None:
+    """A web page and an HTTP API over an index: search by text or voice, read the
+    answer, play the moments. API documentation at /docs."""
+    from speechrag.server import ServeConfig, ServeError, create_app
+
+    config = ServeConfig(index=str(index_dir), host=host, port=port, llm=llm, token=token)
+    try:
+        config.check()
+    except ServeError as e:
+        raise ValueError(str(e)) from None
+    import uvicorn
+
+    application = create_app(config)
+    shown = "[::1]" if host == "::1" else host
+    err.print(f"speechrag: serving {index_dir} at http://{shown}:{port}/"
+              + ("#token=..." if token else "") + f"  (API: http://{shown}:{port}/docs; "
+              "Ctrl-C stops)", markup=False, highlight=False)
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 # -- info / remove ----------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""The web page ``speechrag serve`` shows: plain HTML, CSS and JavaScript, no network."""
