@@ -201,7 +201,7 @@ def summarize(folder: Path, llm: str, n_questions: int) -> dict:
             "retrieve_ms_p50": p("retrieve_ms"), "first_token_ms_p50": p("first_token_ms"),
             "total_ms_p50": p("total_ms"), "tokens_per_s_p50": p("tokens_per_s"),
             "prompt_tokens_p50": statistics.median(x["prompt_tokens"] for x in lines),
-            "context_ms_p50": p("context_ms"),
+            "context_ms_p50": p("context_ms"), "transcribe_ms_p50": p("transcribe_ms"),
             "by_kind": {kind: float(np.mean([x["correct"] for x in lines if x["kind"] == kind]))
                         for kind in sorted({x["kind"] for x in lines})},
         })
@@ -222,6 +222,12 @@ def markdown(report: dict) -> str:
                    f"{100 * r['citation_accuracy']:.1f} | {100 * r['gold_in_hits']:.1f} | "
                    f"{100 * r['no_answer']:.1f} | {r['first_token_ms_p50'] / 1000:.1f} s | "
                    f"{r['total_ms_p50'] / 1000:.1f} s | {r['tokens_per_s_p50']:.1f} |")
+    out += ["", "| row | question | k | retrieve p50 | of which question transcript (Whisper) | "
+            "asr context p50 | prompt tokens p50 |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        out.append(f"| {r['row']} | {r['form']} | {r['k'] if r['row'] != 'closed' else '-'} | "
+                   f"{r['retrieve_ms_p50']:.0f} ms | {r['transcribe_ms_p50']:.0f} ms | "
+                   f"{r['context_ms_p50']:.0f} ms | {r['prompt_tokens_p50']:.0f} |")
     return "\n".join(out)
 
 
@@ -263,9 +269,12 @@ def main(argv: list[str] | None = None) -> None:
                     choices=["written", "spoken"])
     ap.add_argument("--ks", nargs="+", type=int, default=[5, 3, 1])
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--tag", default="",
+                    help="keep this run's answers apart (e.g. a latency run on an idle machine)")
     args = ap.parse_args(argv)
 
-    folder = cache_dir() / "bench" / "answers" / args.llm.replace("/", "_")
+    name = args.llm.replace("/", "_") + (f"-{args.tag}" if args.tag else "")
+    folder = cache_dir() / "bench" / "answers" / name
     folder.mkdir(parents=True, exist_ok=True)
     corpus, questions = corpus_and_questions(args.passages)
     questions = questions[::args.every]
@@ -295,8 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                                folder / f"{row}-{form}-k{k}.jsonl")
     report = summarize(folder, args.llm, len(questions))
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{args.llm}.json").write_text(json.dumps(report, indent=2) + "\n")
-    chart(report, OUT / f"{args.llm}.png")
+    (OUT / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(report, OUT / f"{name}.png")
     print(markdown(report))
     sys.stdout.flush()
 
