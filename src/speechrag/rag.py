@@ -32,7 +32,7 @@ NO_ANSWER = "The recordings do not say."
 MAX_QUESTION_CHARS = 1000
 CONTEXTS = ("stored", "asr")
 ASR_MODEL = "whisper-base"  # the cascade's ASR, and the one `--context asr` uses
-SYSTEM = (  # chosen on dev questions: benchmarks/answer_prompt.py
+SYSTEM = (  # chosen on train-split questions: benchmarks/answer_prompt.py
     "Answer the question using only the numbered passages below, which are transcripts of "
     "recordings. Reply with the answer in a few words, then the number of the passage it "
     "comes from in brackets, for example: Paris [2]. If no passage answers the question, "
