@@ -220,21 +220,24 @@ class AnswerStream:
 class Asker:
     """Answers questions from one index with one LLM (both loaded once; ask many).
 
-    ``llm``: an LLM, an :class:`LLMConfig`, or a model name / ``.gguf`` path / server URL
-    (default: the shipped default LLM). ``context``: ``stored`` or ``asr`` (module doc).
+    ``index_dir``: an index folder, or an open :class:`Index` (with its ``retriever``
+    already loaded, as the server has them). ``llm``: an LLM, an :class:`LLMConfig`, or a
+    model name / ``.gguf`` path / server URL (default: the shipped default LLM).
+    ``context``: ``stored`` or ``asr`` (module doc).
     """
 
-    def __init__(self, index_dir: str | Path, llm: LLM | LLMConfig | str | None = None,
-                 context: str = "stored", max_tokens: int | None = None) -> None:
+    def __init__(self, index_dir: str | Path | Index,
+                 llm: LLM | LLMConfig | str | None = None, context: str = "stored",
+                 max_tokens: int | None = None, retriever: Any = None) -> None:
         from speechrag.retrievers import from_spec
 
         if context not in CONTEXTS:
             raise ValueError(f"unknown context {context!r}; one of {', '.join(CONTEXTS)}")
-        self.index = Index.open(index_dir)
+        self.index = index_dir if isinstance(index_dir, Index) else Index.open(index_dir)
         if len(self.index) == 0:
-            raise ValueError(f"{index_dir}: the index holds nothing yet, so there is nothing "
-                             "to answer from; index audio or documents into it first")
-        self.retriever = from_spec(self.index.config.model)
+            raise ValueError(f"{self.index.path}: the index holds nothing yet, so there is "
+                             "nothing to answer from; index audio or documents into it first")
+        self.retriever = retriever or from_spec(self.index.config.model)
         config = llm if isinstance(llm, LLMConfig) else None
         self.llm: LLM = (load_llm(llm) if llm is None or isinstance(llm, str | LLMConfig)
                          else llm)

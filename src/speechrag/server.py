@@ -142,12 +142,9 @@ class Service:
         from speechrag.rag import Asker
 
         with self.llm_lock:
-            if self.asker is None:
-                self.asker = Asker.__new__(Asker)  # share this server's index and models
-                self.asker.index, self.asker.retriever = self.index, self.retriever
-                self.asker.llm, self.asker.context = self.llm, "stored"
-                self.asker.max_tokens, self.asker._whisper = 96, None
             try:
+                if self.asker is None:  # this server's index and models, shared
+                    self.asker = Asker(self.index, self.llm, retriever=self.retriever)
                 with self.model_lock:
                     stream = self.asker.stream(q, samples, k, source="the recorded question")
                 yield sse("hits", {"query": stream.query, "dropped": stream.prompt.dropped,

@@ -37,10 +37,11 @@ _NAME = re.compile(r"(?<=[a-z,;:] )([A-Z][a-zA-Z'-]+(?: (?:of |de |von |van )?[A
 
 
 def normalize(text: str) -> str:
-    """Lower case, accents folded, punctuation dropped (thousands commas too), spaces
-    collapsed: how gold and answer strings are compared."""
+    """Lower case, accents folded, possessive 's and punctuation dropped (thousands commas
+    too), spaces collapsed: how gold and answer strings are compared."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.casefold())
+    text = re.sub(r"(?<=\w)['\u2019]s\b", "", text)
     return " ".join(re.sub(r"[^a-z0-9.]+|(?<!\d)\.|\.(?!\d)", " ", text).split())
 
 
