@@ -244,11 +244,13 @@ def chart(report: dict, path: Path) -> Path | None:
         return None
     names = [r for r in ROWS if any(x["row"] == r for x in rows)]
     fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.38
-    for i, form in enumerate(("written", "spoken")):
+    forms = [f for f in ("written", "spoken") if any(x["form"] == f for x in rows)]
+    width = 0.8 / len(forms)
+    for i, form in enumerate(forms):
         acc = [next((100 * x["accuracy"] for x in rows if x["row"] == n and x["form"] == form),
                     0.0) for n in names]
-        ax.bar(np.arange(len(names)) + (i - 0.5) * width, acc, width, label=f"{form} question")
+        ax.bar(np.arange(len(names)) + (i - (len(forms) - 1) / 2) * width, acc, width,
+               label=f"{form} question")
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("answer accuracy (%)")
     ax.set_title(f"WikiSpoken-QA, k = 5, LLM {report['llm']}")
