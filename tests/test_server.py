@@ -166,6 +166,17 @@ def test_ask_streams_hits_tokens_then_citations(server: str) -> None:
     assert final["timings"]["first_token_ms"] > 0
 
 
+def test_ask_a_recorded_question(server: str, tmp_path: Path) -> None:
+    wav = speak("Which instrument has four strings?", tmp_path / "q.wav", "flite:slt")
+    status, data = post(server + "/api/ask", *multipart(wav.read_bytes(), "q.wav", k="1"))
+    assert status == 200
+    blocks = data.decode().strip().split("\n\n")
+    first = json.loads(blocks[0].split("\n")[1].removeprefix("data: "))
+    assert "strings" in first["query"].lower()  # what was heard is the question
+    assert Path(first["hits"][0]["source"]).stem == "violin"
+    assert blocks[-1].startswith("event: citations")
+
+
 def test_bad_requests_are_4xx_with_a_message_never_500(server: str, tmp_path: Path) -> None:
     cases = []
     cases.append(get(f"{server}/api/segments/0123456789abcdef:999/audio")[:2])
