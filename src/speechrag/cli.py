@@ -142,17 +142,43 @@ def index(
 
 # -- search -----------------------------------------------------------------------------------
 
+# The question options `search` and `ask` share.
+IndexOption = Annotated[Path, typer.Option("--index", help="Index directory.")]
+QueryOption = Annotated[str | None, typer.Option(help="A question.")]
+QueryAudioOption = Annotated[Path | None, typer.Option(
+    help="A spoken question (audio file, up to 2 minutes).")]
+QueriesOption = Annotated[Path | None, typer.Option(
+    help='JSONL file, one {"id": ..., "text": ...} or {"id": ..., "audio": PATH} per line.')]
+
+
+def _questions(query: str | None, query_audio: Path | None, queries: Path | None
+               ) -> list[dict]:
+    """The questions of exactly one of --query, --query-audio, --queries, checked before
+    any model loads (an empty question or unreadable audio file fails here)."""
+    from speechrag.audio import load_query_audio
+    from speechrag.queries import read_queries
+
+    if sum(x is not None for x in (query, query_audio, queries)) != 1:
+        raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
+                         "--queries FILE.jsonl")
+    if query is not None:
+        if not query.strip():
+            raise ValueError("--query is empty: give the question's words")
+        return [{"id": 1, "text": query}]
+    if query_audio is not None:
+        load_query_audio(query_audio)
+        return [{"id": 1, "audio": str(query_audio)}]
+    return read_queries(queries)  # type: ignore[arg-type]
+
+
 
 @app.command()
 @user_errors
 def search(
-    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
-    query: Annotated[str | None, typer.Option(help="A question.")] = None,
-    query_audio: Annotated[Path | None, typer.Option(
-        help="A spoken question (audio file, up to 2 minutes).")] = None,
-    queries: Annotated[Path | None, typer.Option(
-        help='JSONL file, one {"id": ..., "text": ...} or {"id": ..., "audio": PATH} '
-             'per line.')] = None,
+    index_dir: IndexOption,
+    query: QueryOption = None,
+    query_audio: QueryAudioOption = None,
+    queries: QueriesOption = None,
     k: Annotated[int, typer.Option(help="Hits per query.", min=1)] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per query.")] = False,
     model: Annotated[str | None, typer.Option(
@@ -165,17 +191,12 @@ def search(
 ) -> None:
     """Search an index with written or spoken questions; prints source, start-end (mm:ss),
     score and text. Audio indexes and text-document indexes alike."""
-    from speechrag.audio import load_query_audio
     from speechrag.index import Index
-    from speechrag.queries import encode_queries, read_queries
+    from speechrag.queries import encode_queries
     from speechrag.report import hits_table
     from speechrag.retrievers import from_spec, resolve_spec
 
-    if sum(x is not None for x in (query, query_audio, queries)) != 1:
-        raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
-                         "--queries FILE.jsonl")
-    if query is not None and not query.strip():
-        raise ValueError("--query is empty: give the question's words")
+    qs = _questions(query, query_audio, queries)
     idx = Index.open(index_dir)
     if model is not None:
         idx.check_model(resolve_spec(model))
@@ -183,11 +204,6 @@ def search(
         err.print(f"note: {index_dir} holds nothing yet, so no query has hits: index audio "
                   "(`speechrag index`) or documents (`speechrag index-text`) into it first",
                   markup=False, highlight=False)
-    if query_audio is not None:
-        load_query_audio(query_audio)  # an unreadable file fails before any model loads
-    qs = ([{"id": 1, "text": query}] if query is not None else
-          [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
-          read_queries(queries))  # type: ignore[arg-type]
     retriever = from_spec(idx.config.model)
     qs, vectors, words = encode_queries(
         retriever, qs, on_skip=lambda q, why: err.print(f"skipped query {q['id']}: {why}",
@@ -209,13 +225,10 @@ def search(
 @app.command()
 @user_errors
 def ask(
-    index_dir: Annotated[Path, typer.Option("--index", help="Index directory.")],
-    query: Annotated[str | None, typer.Option(help="A question.")] = None,
-    query_audio: Annotated[Path | None, typer.Option(
-        help="A spoken question (audio file, up to 2 minutes).")] = None,
-    queries: Annotated[Path | None, typer.Option(
-        help='JSONL file, one {"id": ..., "text": ...} or {"id": ..., "audio": PATH} '
-             'per line.')] = None,
+    index_dir: IndexOption,
+    query: QueryOption = None,
+    query_audio: QueryAudioOption = None,
+    queries: QueriesOption = None,
     k: Annotated[int, typer.Option(help="Hits given to the LLM.", min=1, max=50)] = 5,
     llm: Annotated[str | None, typer.Option(
         help="LLM: qwen2.5-coder-1.5b (default), qwen2.5-coder-0.5b, smollm2-135m, a .gguf "
@@ -232,21 +245,13 @@ def ask(
     as it is written, then one line per cited source, [n] source mm:ss-mm:ss."""
     from speechrag.audio import load_query_audio
     from speechrag.llm import LLMConfig
-    from speechrag.queries import read_queries
     from speechrag.rag import Asker, check_question
     from speechrag.report import shown_source
     from speechrag.timestamps import mmss
 
-    if sum(x is not None for x in (query, query_audio, queries)) != 1:
-        raise ValueError("give exactly one of --query TEXT, --query-audio FILE or "
-                         "--queries FILE.jsonl")
+    qs = _questions(query, query_audio, queries)
     if query is not None:
-        check_question(query)
-    if query_audio is not None:
-        load_query_audio(query_audio)  # an unreadable file fails before any model loads
-    qs = ([{"id": 1, "text": query}] if query is not None else
-          [{"id": 1, "audio": str(query_audio)}] if query_audio is not None else
-          read_queries(queries))  # type: ignore[arg-type]
+        check_question(query)  # not too long either
     config = LLMConfig(max_tokens=max_tokens) if llm is None else \
         LLMConfig(model=llm, max_tokens=max_tokens)
     asker = Asker(index_dir, config, context=context)
