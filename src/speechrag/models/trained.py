@@ -27,8 +27,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from speechrag.assets import resolve
+from speechrag.assets import file_sha256, resolve
 from speechrag.models.text_encoder import TextEncoder
+
+__all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "file_sha256", "read_checkpoint",
+           "tensor_digest", "whisper_digest"]
 
 CHECKPOINT_FORMAT = 2
 UPGRADE = "python -m speechrag.train.upgrade"
@@ -60,14 +63,6 @@ def read_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]
 
 def tensor_digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=8)

@@ -5,29 +5,17 @@ embeds the transcript. The baseline every end-to-end model is measured against.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from speechrag.assets import resolve
 from speechrag.models.text_encoder import TextEncoder
+from speechrag.retrievers.specs import CascadeConfig
 from speechrag.segment import Segment
 
+__all__ = ["CascadeConfig", "CascadeRetriever", "Transcriber"]
 
-@dataclass(frozen=True)
-class CascadeConfig:
-    """Whisper ASR settings plus the text encoder. Saved in every index it builds."""
 
-    whisper: str = "whisper-base"
-    beam_size: int = 1  # 1 = greedy
-    compute_type: str = "int8"
-    language: str | None = "en"
-    text_encoder: str = "all-MiniLM-L6-v2"
-    cpu_threads: int = 0  # 0 = all cores
-    batch_size: int = 1  # >1: decode this many 30 s chunks at once (BatchedInferencePipeline)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 CHUNK_SAMPLES = 30 * 16000  # Whisper hears 30 s at a time

@@ -24,7 +24,6 @@ The rough transcript is CLSR's.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -36,27 +35,8 @@ from speechrag.models.encoder_top import EncoderTop
 from speechrag.models.seal import SealModel
 from speechrag.models.speech_states import SpeechStates
 from speechrag.models.trained import read_checkpoint
-from speechrag.retrievers.trained import CheckpointSpec, TrainedRetriever, verified
-
-
-@dataclass(frozen=True)
-class FusionSpec:
-    """How an index names the fused model: both checkpoints with their checksums and
-    the weight of CLSR's cosine."""
-
-    clsr: str
-    seal: str
-    clsr_sha256: str = ""
-    seal_sha256: str = ""
-    clsr_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.clsr_weight < 1.0:
-            raise ValueError(f"fusion model: clsr_weight must be in (0, 1), not "
-                             f"{self.clsr_weight}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from speechrag.retrievers.specs import CheckpointSpec, FusionSpec
+from speechrag.retrievers.trained import TrainedRetriever, verified
 
 
 def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:

@@ -13,21 +13,19 @@ rebuild the retriever that made it and refuse another.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from speechrag.assets import file_sha256
 from speechrag.config import strict_config
-from speechrag.models.trained import file_sha256
-from speechrag.retrievers.cascade import CascadeConfig, CascadeRetriever
-from speechrag.retrievers.clsr import ClsrRetriever
-from speechrag.retrievers.fused import FusionRetriever, FusionSpec
-from speechrag.retrievers.gold_text import GoldTextRetriever
-from speechrag.retrievers.seal import SealRetriever
-from speechrag.retrievers.trained import CheckpointSpec, checkpoint_arch
-from speechrag.segment import Segment
+from speechrag.retrievers.specs import CascadeConfig, CheckpointSpec, FusionSpec
+
+if TYPE_CHECKING:
+    from speechrag.segment import Segment
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 PRESETS_DIR = PACKAGE_DIR / "presets"
@@ -64,14 +62,22 @@ class Retriever(Protocol):
         ...
 
 
-# kind -> (the config an index stores for it, the retriever built from that config)
-REGISTRY: dict[str, tuple[type, type]] = {
-    CascadeRetriever.kind: (CascadeConfig, CascadeRetriever),
-    ClsrRetriever.kind: (CheckpointSpec, ClsrRetriever),
-    SealRetriever.kind: (CheckpointSpec, SealRetriever),
-    FusionRetriever.kind: (FusionSpec, FusionRetriever),
-    GoldTextRetriever.kind: (CascadeConfig, GoldTextRetriever),  # an evaluator's index
+# kind -> (the config an index stores for it, the retriever built from that config). The
+# retrievers are imported when built: reading an index and searching it with a written
+# question need only the configs (and no torch: speechrag.retrievers.text_side).
+REGISTRY: dict[str, tuple[type, str]] = {
+    "cascade": (CascadeConfig, "speechrag.retrievers.cascade:CascadeRetriever"),
+    "clsr": (CheckpointSpec, "speechrag.retrievers.clsr:ClsrRetriever"),
+    "seal": (CheckpointSpec, "speechrag.retrievers.seal:SealRetriever"),
+    "fusion": (FusionSpec, "speechrag.retrievers.fused:FusionRetriever"),
+    "gold-text": (CascadeConfig, "speechrag.retrievers.gold_text:GoldTextRetriever"),  # evaluator's
 }
+
+
+def retriever_class(kind: str) -> type:
+    """The retriever class of a registered kind (imported now)."""
+    module, name = REGISTRY[kind][1].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def preset_names() -> list[str]:
@@ -85,6 +91,8 @@ def resolve_spec(model: str) -> dict[str, Any]:
     preset, shipped = PRESETS_DIR / f"{model}.json", TRAINED_DIR / f"{model}.pt"
     path = preset if preset.is_file() else shipped if shipped.is_file() else Path(model)
     if path.suffix == ".pt" and path.is_file():  # a trained CLSR or SEAL checkpoint
+        from speechrag.retrievers.trained import checkpoint_arch
+
         return {"kind": checkpoint_arch(path), "checkpoint": str(path.resolve()),
                 "sha256": file_sha256(path)}
     if not path.is_file():
@@ -96,7 +104,7 @@ def resolve_spec(model: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"{path}: a model spec is a JSON object with a 'kind' key")
-    if spec["kind"] == FusionRetriever.kind:
+    if spec["kind"] == "fusion":
         spec = _resolve_fusion(spec, path)
     return spec
 
@@ -136,7 +144,7 @@ def canonical_spec(spec: dict[str, Any]) -> dict[str, Any]:
 def from_spec(spec: dict[str, Any]) -> Retriever:
     """Build the retriever a spec describes."""
     kind, config = _config(spec)
-    return REGISTRY[kind][1](config)
+    return retriever_class(kind)(config)
 
 
 def spec_of(retriever: Retriever) -> dict[str, Any]:

@@ -8,7 +8,6 @@ mixing two models' vectors in one table.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -18,42 +17,18 @@ import torch
 from speechrag.audio import SAMPLE_RATE
 from speechrag.models.speech_states import SpeechStates, length_batches
 from speechrag.models.trained import TrainedModel, file_sha256, read_checkpoint
+from speechrag.retrievers.specs import CheckpointSpec, verified
 from speechrag.segment import Segment
 
+__all__ = ["CheckpointSpec", "TrainedRetriever", "checkpoint_arch", "file_sha256",
+           "verified"]
 
-@dataclass(frozen=True)
-class CheckpointSpec:
-    """How an index names a trained model: the checkpoint file and its checksum."""
 
-    checkpoint: str
-    sha256: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def checkpoint_arch(path: str | Path) -> str:
     """"clsr" or "seal": what a checkpoint file holds."""
     return str(read_checkpoint(path)["arch"])
-
-
-def verified(spec: CheckpointSpec) -> CheckpointSpec:
-    """The spec with the file's absolute path and actual checksum; a missing file or a
-    checksum that differs from the one the index recorded is an error naming the file
-    (unless the file was converted from the one recorded: ``replaces_sha256``)."""
-    path = Path(spec.checkpoint)
-    if not path.is_file():
-        raise ValueError(f"{path}: checkpoint not found")
-    actual = file_sha256(path)
-    if spec.sha256 and spec.sha256 != actual and spec.sha256 in read_checkpoint(path).get(
-            "replaces_sha256", []):  # the same weights, converted from an older format
-        return CheckpointSpec(str(path.resolve()), spec.sha256)
-    if spec.sha256 and spec.sha256 != actual:
-        raise ValueError(f"{path}: checkpoint changed since the index was built "
-                         f"(sha256 {actual[:12]}..., index says {spec.sha256[:12]}...); "
-                         "its vectors would not match: index the audio again into a new "
-                         "directory, or search with the checkpoint that built it")
-    return CheckpointSpec(str(path.resolve()), actual)
 
 
 class TrainedRetriever:
