@@ -193,6 +193,17 @@ def test_info_and_remove(speech_dir: Path, tmp_path: Path) -> None:
     final = Index.open(ix).summary()
     assert final["orphan_segments"] == 0 and final["files"] == 1
 
+    # any later write finishes a cut remove first, an `index` run of nothing new included
+    index = Index.open(ix)
+    volcano = os.path.realpath(speech_dir / "volcano.wav")
+    assert index.files.count_rows(f"path_key = '{volcano}'") == 1
+    index.files.delete(f"path_key = '{volcano}'")
+    assert Index.open(ix).summary()["orphan_segments"] > 0
+    assert runner.invoke(app, ["index", str(speech_dir / "bread.wav"), "--index", str(ix)]
+                         ).exit_code == 0
+    final = Index.open(ix).summary()
+    assert final["orphan_segments"] == 0 and final["files"] == 1
+
 
 # -- ask --------------------------------------------------------------------------------------
 

@@ -206,3 +206,74 @@ def test_remove_a_text_document_by_its_id(tmp_path, tiny_retriever) -> None:
     assert index.remove(["a", "zzz"]) == (["a"], ["zzz"])
     assert [r["source"] for r in index.rows()] == ["b"]
     assert index.summary()["documents"] == 1 and index.summary()["files"] == 0
+
+
+# -- the vector index (ANN) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def passages() -> list[tuple[str, str]]:
+    """1,000 real WikiSpoken passages (train split) as text documents."""
+    from speechrag.corpus.wikispoken import load_passages
+
+    return [(p.passage_id, p.text) for p in load_passages() if p.split == "train"][:1000]
+
+
+def test_a_vector_index_is_built_kept_fresh_and_rebuilt(tmp_path, passages, tiny_retriever,
+                                                        monkeypatch) -> None:
+    import speechrag.index as index_module
+
+    monkeypatch.setattr(index_module, "ANN_MIN_ROWS", 300)  # the real one is 20,000 rows
+    idx = Index.create(tmp_path / "idx", tiny_retriever, SegmenterConfig())
+    notes: list[str] = []
+    idx.on_note = notes.append
+    idx.add_texts(passages[:250], tiny_retriever)
+    assert idx.vector_index() is None and idx.summary()["search"].startswith("exact")
+
+    idx.add_texts(passages[250:400], tiny_retriever)
+    ann = idx.vector_index()
+    assert ann is not None and ann.rows == 400 and ann.partitions == 20
+    assert "IVF_RQ" in idx.summary()["search"] and notes
+    assert (tmp_path / "idx" / "vector_index.json").is_file()
+
+    # the ANN search finds what exact search finds (recall@5 against exact)
+    questions = [text.split(".")[0] for _, text in passages[:400:20]]
+    vectors = tiny_retriever.encode_text(questions)
+    approx = idx.search(vectors, 5)
+    exact = idx.search(vectors, 5, exact=True)
+    overlap = [len({h.id for h in a} & {h.id for h in e}) / 5
+               for a, e in zip(approx, exact, strict=True)]
+    assert np.mean(overlap) >= 0.95
+    assert all(a[0].id == e[0].id for a, e in zip(approx, exact, strict=True))
+
+    # new rows are searched at once, before any rebuild
+    idx.add_texts(passages[400:450], tiny_retriever)
+    assert idx.vector_index().rows == 400  # extended, not rebuilt
+    new_id, new_text = passages[420]
+    assert idx.search(tiny_retriever.encode_text([new_text]), 1)[0][0].source == new_id
+
+    # removed rows are gone from ANN results too
+    idx.remove([new_id])
+    assert all(h.source != new_id
+               for h in idx.search(tiny_retriever.encode_text([new_text]), 5)[0])
+
+    # once the table has doubled, the index is rebuilt for its size
+    idx.add_texts(passages[450:820], tiny_retriever)
+    assert idx.vector_index().rows == 819 and idx.vector_index().partitions == 29
+    reopened = Index.open(tmp_path / "idx")
+    assert reopened.vector_index() == idx.vector_index()
+
+
+def test_an_interrupted_vector_index_build_leaves_exact_search(tmp_path, passages,
+                                                               tiny_retriever) -> None:
+    """The config is renamed into place after LanceDB's index exists: without it the index
+    is searched exactly, and the next write builds it again."""
+    import speechrag.index as index_module
+
+    idx = Index.create(tmp_path / "idx", tiny_retriever, SegmenterConfig())
+    idx.add_texts(passages[:100], tiny_retriever)
+    assert idx.maintain_vector_index(force=True)
+    (tmp_path / "idx" / index_module.ANN_FILE).unlink()  # as if killed before the rename
+    assert idx.vector_index() is None
+    hits = idx.search(tiny_retriever.encode_text([passages[7][1]]), 1)[0]
+    assert hits[0].source == passages[7][0]

@@ -121,11 +121,12 @@ def search_audio(index_dir: str | Path, query_audio: str | Path, k: int = 10) ->
     return index.search(vectors, k)[0]
 
 
-def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.0
-           ) -> list[Hit]:
-    """Top-k segments for a text question, best first (exact cosine search). ``hybrid`` > 0
-    re-ranks the best 100 by cosine + hybrid x the match of the question's words to each
-    segment's transcript (speechrag.lexical; 0.3 was chosen on validation)."""
+def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.0,
+           exact: bool = False) -> list[Hit]:
+    """Top-k segments for a text question, best first, by cosine (through the index's
+    vector index once it is large, exact with ``exact``). ``hybrid`` > 0 re-ranks the best
+    100 by cosine + hybrid x the match of the question's words to each segment's
+    transcript (speechrag.lexical; 0.3 was chosen on validation)."""
     from speechrag.index import Index
     from speechrag.lexical import HybridConfig
     from speechrag.retrievers.text_side import text_side
@@ -135,7 +136,7 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
     index = Index.open(index_dir)
     retriever = text_side(index.config.model)  # no speech side needed: loads in ~1 s
     return index.search(retriever.encode_text([question]), k, [question],
-                        HybridConfig(weight=hybrid))[0]
+                        HybridConfig(weight=hybrid), exact=exact)[0]
 
 
 def ask_stream(index_dir: str | Path, question: str | None = None, k: int = 5,

@@ -126,6 +126,7 @@ def index(
         def on_skip(path: str, why: str) -> None:
             progress.console.print(f"skipped {path}: {why}", markup=False, highlight=False)
 
+        idx.on_note = lambda m: progress.console.print(m, markup=False, highlight=False)
         report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip)
     failed = missing + report.failed
     err.print(f"indexed {len(report.indexed)} file(s), {report.n_segments} segments, "
@@ -188,6 +189,9 @@ def search(
              "match of the question's words to each hit's transcript (0: cosine only; "
              f"{DEFAULT_WEIGHT} was chosen on validation). A spoken question's words are "
              "what the model heard.", min=0.0)] = 0.0,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="Exact cosine search even where the index has a vector index "
+                        "(large indexes: slower, and the reference for its recall).")] = False,
 ) -> None:
     """Search an index with written or spoken questions; prints source, start-end (mm:ss),
     score and text. Audio indexes and text-document indexes alike."""
@@ -211,7 +215,7 @@ def search(
     qs, vectors, words = encode_queries(
         retriever, qs, on_skip=lambda q, why: err.print(f"skipped query {q['id']}: {why}",
                                                         markup=False, highlight=False))
-    results = idx.search(vectors, k, words, HybridConfig(weight=hybrid))
+    results = idx.search(vectors, k, words, HybridConfig(weight=hybrid), exact=exact)
     for q, hits in zip(qs, results, strict=True):
         shown = q.get("text") or f"[spoken] {q['audio']}"
         if as_json:
@@ -418,6 +422,7 @@ def index_text(
     idx, retriever = open_index(index_dir, model)
     with _progress() as progress:
         task = progress.add_task("indexing documents", total=len(docs))
+        idx.on_note = lambda m: progress.console.print(m, markup=False, highlight=False)
         report = idx.add_texts(docs, retriever,
                                on_progress=lambda n: progress.update(task, completed=n))
         progress.update(task, completed=len(docs))
