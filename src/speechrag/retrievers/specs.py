@@ -12,7 +12,13 @@ from speechrag.assets import file_sha256
 
 @dataclass(frozen=True)
 class CascadeConfig:
-    """Whisper ASR settings plus the text encoder. Saved in every index it builds."""
+    """ASR settings plus the text encoder. Saved in every index it builds.
+
+    ``whisper`` names the ASR model: a Whisper asset (``whisper-base``, ``whisper-tiny.en``,
+    a CTranslate2 folder) or ``moonshine-tiny`` (Moonshine, English only). ``asr_pass``:
+    ``"window"`` transcribes every window on its own (with a 20 s hop, every second
+    twice); ``"file"`` transcribes each recording once, with word times, and gives each
+    window the words whose middle falls inside it (what the ``cascade`` preset does)."""
 
     whisper: str = "whisper-base"
     beam_size: int = 1  # 1 = greedy
@@ -21,6 +27,12 @@ class CascadeConfig:
     text_encoder: str = "all-MiniLM-L6-v2"
     cpu_threads: int = 0  # 0 = all cores
     batch_size: int = 1  # >1: decode this many 30 s chunks at once (BatchedInferencePipeline)
+    asr_pass: str = "window"  # "window" | "file"; indexes made before it was kept: "window"
+
+    def __post_init__(self) -> None:
+        if self.asr_pass not in ("window", "file"):
+            raise ValueError(f"cascade model: asr_pass must be 'window' or 'file', not "
+                             f"{self.asr_pass!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
