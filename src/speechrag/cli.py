@@ -107,6 +107,16 @@ def index(
         help="Hop between windows, seconds (default: the index's, else window / 2).")] = None,
     vad: Annotated[bool, typer.Option("--vad", help="Cut at speech pauses (silero-vad), "
                                       "segments up to --window seconds.")] = False,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Encode on Ray workers (a local Ray, or --ray-address's cluster); the "
+                      "rows come back here and go into the index as a local run's do.")
+    ] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="With --ray: the cluster to use (auto, or ray://head:10001).")] = None,
+    ray_workers: Annotated[int, typer.Option(
+        help="With --ray: workers, each with its own copy of the model.", min=1)] = 2,
+    ray_gpus: Annotated[float, typer.Option(
+        help="With --ray: GPUs per worker (0: CPU).", min=0.0)] = 0.0,
 ) -> None:
     """Index audio files: segments, embeddings and transcripts go into a LanceDB index.
 
@@ -127,7 +137,15 @@ def index(
             progress.console.print(f"skipped {path}: {why}", markup=False, highlight=False)
 
         idx.on_note = lambda m: progress.console.print(m, markup=False, highlight=False)
-        report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip)
+        encode = None
+        if ray or ray_address:
+            from speechrag.distributed import RayConfig, ray_encoder
+
+            encode = ray_encoder(idx, RayConfig(address=ray_address,
+                                                workers=ray_workers, gpus_per_worker=ray_gpus),
+                                 on_file=on_progress)
+        report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip,
+                               encode=encode)
     failed = missing + report.failed
     err.print(f"indexed {len(report.indexed)} file(s), {report.n_segments} segments, "
               f"{report.audio_s:.0f} s of audio in {report.wall_s:.1f} s; "

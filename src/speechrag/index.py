@@ -234,6 +234,48 @@ FILES_SCHEMA = pa.schema([
 ])
 
 
+# files to do, as (path, path_key) -> (path, its rows, or why it failed), in any order
+Encoder = Callable[[list[tuple[str, str]]], Iterator[tuple[str, "list[dict] | str"]]]
+
+
+def file_rows(path: str, key: str, segmenter: SegmenterConfig, retriever: Retriever,
+              on_progress: Callable[[str, float], None] | None = None) -> list[dict] | str:
+    """One file's segment rows (id, source, path_key, start, end, vector, text), or the
+    reason it cannot be indexed (unreadable audio, no segments). ENCODE_BATCH segments are
+    encoded at a time from streamed audio, or all of a recording's windows at once for a
+    retriever that transcribes whole recordings (the single-pass cascade; not with VAD
+    segments, which never overlap). Ray workers call it too (speechrag.distributed)."""
+    file_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+    rows: list[dict] = []
+
+    def add(segs: list[Segment], vectors: np.ndarray, texts: list[str | None]) -> None:
+        for seg, vec, text in zip(segs, vectors, texts, strict=True):
+            rows.append({"id": f"{file_id}:{round(seg.start_s * 1000)}", "source": path,
+                         "path_key": key, "start": seg.start_s, "end": seg.end_s,
+                         "vector": np.asarray(vec, dtype=np.float32), "text": text})
+        if on_progress and segs:
+            on_progress(path, segs[-1].end_s)
+
+    try:
+        if getattr(retriever, "whole_recordings", False) and not segmenter.vad:
+            done = (lambda t: on_progress(path, t)) if on_progress else None
+            add(*retriever.encode_recording(segments(path, segmenter), done))  # type: ignore[attr-defined]
+        else:
+            batch: list[Segment] = []
+            for seg in segments(path, segmenter):
+                batch.append(seg)
+                if len(batch) == ENCODE_BATCH:
+                    add(batch, *retriever.encode_segments(batch))
+                    batch = []
+            if batch:
+                add(batch, *retriever.encode_segments(batch))
+    except AudioError as err:
+        return err.reason
+    if not rows:
+        return "no speech found" if segmenter.vad else "no audio segments"
+    return rows
+
+
 class Index:
     """An on-disk segment index. Open with :meth:`open` (existing) or :meth:`create`."""
 
@@ -343,53 +385,63 @@ class Index:
     def add_files(
         self,
         paths: list[str],
-        retriever: Retriever,
+        retriever: Retriever | None,
         on_progress: Callable[[str, float], None] | None = None,
         on_skip: Callable[[str, str], None] | None = None,
+        encode: Encoder | None = None,
     ) -> IndexReport:
         """Index audio files, each on its own: one bad file is reported, never fatal.
 
         on_progress(path, seconds_of_audio_done) is called as segments are encoded;
-        on_skip(path, reason) when a file cannot be indexed.
+        on_skip(path, reason) when a file cannot be indexed. ``encode`` encodes the files
+        elsewhere (:mod:`speechrag.distributed`: on a Ray cluster; ``retriever`` may then
+        be None): given the files to do as (path, path_key), it yields (path, rows or the
+        reason the file failed) in any order, and each file is committed here as it comes.
         """
-        self.check_retriever(retriever)
-        with _locked(self.path):
-            return self._add_files(paths, retriever, on_progress, on_skip)
+        if retriever is not None:
+            self.check_retriever(retriever)
+        if encode is None:
+            if retriever is None:
+                raise ValueError("add_files needs a retriever or an encoder")
+            segmenter = SegmenterConfig(**self.config.segmenter)
 
-    def _add_files(self, paths: list[str], retriever: Retriever,
-                   on_progress: Callable[[str, float], None] | None,
+            def encode(todo: list[tuple[str, str]]) -> Iterator[tuple[str, list[dict] | str]]:
+                for path, key in todo:
+                    yield path, file_rows(path, key, segmenter, retriever, on_progress)
+
+        with _locked(self.path):
+            return self._add_files(paths, encode, on_skip)
+
+    def _add_files(self, paths: list[str], encode: Encoder,
                    on_skip: Callable[[str, str], None] | None) -> IndexReport:
-        segmenter = SegmenterConfig(**self.config.segmenter)
         report = IndexReport()
         self._sweep_orphans()
         recorded = self._recorded()
         t0 = time.perf_counter()
+
+        def failed(path: str, why: str) -> None:
+            report.failed.append((path, why))
+            if on_skip:
+                on_skip(path, why)
+
+        todo: dict[str, tuple[str, tuple[int, int]]] = {}
         for path in paths:
             key = os.path.realpath(path)
             try:
                 st = os.stat(path)
-                fingerprint = (st.st_size, st.st_mtime_ns)
             except OSError as err:
-                report.failed.append((path, err.strerror or str(err)))
-                if on_skip:
-                    on_skip(path, err.strerror or str(err))
+                failed(path, err.strerror or str(err))
                 continue
+            fingerprint = (st.st_size, st.st_mtime_ns)
             if recorded.get(key) == fingerprint:
                 report.unchanged.append(path)
+            else:
+                todo[path] = (key, fingerprint)
+        for path, rows in encode([(p, k) for p, (k, _) in todo.items()]):
+            if isinstance(rows, str):
+                failed(path, rows)
                 continue
-            try:
-                rows = list(self._encode_file(path, key, segmenter, retriever, on_progress))
-            except AudioError as err:
-                report.failed.append((path, err.reason))
-                if on_skip:
-                    on_skip(path, err.reason)
-                continue
-            if not rows:
-                reason = "no speech found" if segmenter.vad else "no audio segments"
-                report.failed.append((path, reason))
-                if on_skip:
-                    on_skip(path, reason)
-                continue
+            key, fingerprint = todo[path]
             # Forget the file first, then replace its rows, then record it: a kill anywhere
             # in between leaves the file unrecorded, so the next run redoes exactly it.
             self.files.delete(f"path_key = {_quote(key)}")
@@ -406,43 +458,6 @@ class Index:
         if report.indexed:
             self.compact()
         return report
-
-    def _encode_file(self, path: str, key: str, segmenter: SegmenterConfig,
-                     retriever: Retriever,
-                     on_progress: Callable[[str, float], None] | None) -> Iterator[dict]:
-        """Rows for one file, encoding ENCODE_BATCH segments at a time (streamed audio), or
-        all of its windows at once for a retriever that transcribes whole recordings (the
-        single-pass cascade; not with VAD segments, which never overlap)."""
-        file_id = hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
-        batch: list[Segment] = []
-        if getattr(retriever, "whole_recordings", False) and not segmenter.vad:
-            done = (lambda t: on_progress(path, t)) if on_progress else None
-            windows, vectors, texts = retriever.encode_recording(  # type: ignore[attr-defined]
-                segments(path, segmenter), done)
-            for seg, vec, text in zip(windows, vectors, texts, strict=True):
-                yield {"id": f"{file_id}:{round(seg.start_s * 1000)}", "source": path,
-                       "path_key": key, "start": seg.start_s, "end": seg.end_s,
-                       "vector": np.asarray(vec, dtype=np.float32), "text": text}
-            if on_progress and windows:
-                on_progress(path, windows[-1].end_s)
-            return
-
-        def flush() -> Iterator[dict]:
-            vectors, texts = retriever.encode_segments(batch)
-            for seg, vec, text in zip(batch, vectors, texts, strict=True):
-                yield {"id": f"{file_id}:{round(seg.start_s * 1000)}", "source": path,
-                       "path_key": key, "start": seg.start_s, "end": seg.end_s,
-                       "vector": np.asarray(vec, dtype=np.float32), "text": text}
-            if on_progress:
-                on_progress(path, batch[-1].end_s)
-            batch.clear()
-
-        for seg in segments(path, segmenter):
-            batch.append(seg)
-            if len(batch) == ENCODE_BATCH:
-                yield from flush()
-        if batch:
-            yield from flush()
 
     def add_texts(self, docs: list[tuple[str, str]], retriever: Retriever,
                   on_progress: Callable[[int], None] | None = None) -> IndexReport:
