@@ -39,14 +39,19 @@ def _rows(index: Index) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-def test_ray_indexing_gives_the_index_a_local_run_gives(tmp_path, audio, tiny_retriever) -> None:
+def test_ray_indexing_gives_the_index_a_local_run_gives(tmp_path, audio) -> None:
+    """Two local Ray workers, one CPU (one Whisper thread) each, and one process with
+    Whisper on both cores make the same index."""
+    from speechrag.retrievers import load_retriever
+
+    tiny = load_retriever("cascade-tiny")
     files = sorted(str(f) for f in audio.glob("*.wav"))
-    local = Index.create(tmp_path / "local", tiny_retriever, WIN)
-    local_report = local.add_files(files, tiny_retriever)
-    ray_index = Index.create(tmp_path / "ray", tiny_retriever, WIN)
+    local = Index.create(tmp_path / "local", tiny, WIN)
+    local_report = local.add_files(files, tiny)
+    ray_index = Index.create(tmp_path / "ray", tiny, WIN)
     done: list[str] = []
-    report = ray_index.add_files(files, tiny_retriever, encode=ray_encoder(
-        ray_index, RayConfig(workers=2), on_file=lambda p, s: done.append(p)))
+    report = ray_index.add_files(files, tiny, encode=ray_encoder(
+        ray_index, RayConfig(workers=2, cpus_per_worker=1), on_file=lambda p, s: done.append(p)))
     assert sorted(report.indexed) == sorted(local_report.indexed) and len(report.indexed) == 6
     assert [p for p, _ in report.failed] == [str(audio / "broken.wav")]  # named, not fatal
     assert sorted(done) == sorted(report.indexed)

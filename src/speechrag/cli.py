@@ -115,6 +115,8 @@ def index(
         help="With --ray: the cluster to use (auto, or ray://head:10001).")] = None,
     ray_workers: Annotated[int, typer.Option(
         help="With --ray: workers, each with its own copy of the model.", min=1)] = 2,
+    ray_cpus: Annotated[float, typer.Option(
+        help="With --ray: CPUs per worker (its model's threads).", min=0.1)] = 1.0,
     ray_gpus: Annotated[float, typer.Option(
         help="With --ray: GPUs per worker (0: CPU).", min=0.0)] = 0.0,
 ) -> None:
@@ -142,7 +144,8 @@ def index(
             from speechrag.distributed import RayConfig, ray_encoder
 
             encode = ray_encoder(idx, RayConfig(address=ray_address,
-                                                workers=ray_workers, gpus_per_worker=ray_gpus),
+                                                workers=ray_workers, cpus_per_worker=ray_cpus,
+                                                gpus_per_worker=ray_gpus),
                                  on_file=on_progress)
         report = idx.add_files(files, retriever, on_progress=on_progress, on_skip=on_skip,
                                encode=encode)

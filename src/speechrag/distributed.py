@@ -9,6 +9,10 @@ single-process run would make, and a job that is killed resumes without duplicat
 (files already recorded are skipped, a file in flight is redone). A worker that dies is
 restarted and its file retried (``max_restarts``, ``max_task_retries``).
 
+Each worker runs its model with as many threads as it has CPUs (``cpus_per_worker``);
+the rows do not depend on it (Whisper's sampling fallback is seeded:
+speechrag.retrievers.cascade), so a Ray run writes the rows a local run writes.
+
 The index directory must be on a disk this process writes; the audio paths must be
 readable by every worker under the same names (a shared file system on a multi-node
 cluster). Without an address a local Ray is started with ``workers`` CPUs.

@@ -42,8 +42,25 @@ def words_in(words: list[Word], start_s: float, end_s: float) -> str:
     return " ".join(w for a, b, w in words if start_s <= (a + b) / 2 < end_s).strip()
 
 
+SEED = 0  # CTranslate2's sampling seed, set before every transcription
+
+
+def _seed() -> None:
+    import ctranslate2  # comes with faster-whisper
+
+    ctranslate2.set_random_seed(SEED)
+
+
 class Transcriber:
-    """faster-whisper on CPU over in-memory 16 kHz samples."""
+    """faster-whisper on CPU over in-memory 16 kHz samples.
+
+    Greedy decoding falls back to sampling at rising temperatures where a stretch decodes
+    badly (faster-whisper's default, which keeps Whisper out of repetition loops). That
+    sampling made transcripts differ from run to run (one WikiSpoken episode gave a
+    different transcript in each of 5 runs), so CTranslate2's random seed is reset before
+    every call: the same audio gives the same index, whatever the process or thread count
+    (Ray workers included).
+    """
 
     def __init__(self, config: CascadeConfig) -> None:
         path = resolve(config.whisper)
@@ -83,6 +100,7 @@ class Transcriber:
         if not clips:
             return ["" for _ in batch]
         pipeline = BatchedInferencePipeline(self.model)
+        _seed()
         pieces, _ = pipeline.transcribe(
             np.concatenate(batch), language=self._language(), beam_size=self.config.beam_size,
             clip_timestamps=clips, batch_size=self.config.batch_size, without_timestamps=False,
@@ -100,6 +118,7 @@ class Transcriber:
         """samples: (n,) float32 at 16 kHz -> transcript (may be empty for silence)."""
         if len(samples) == 0:
             return ""
+        _seed()
         pieces, _ = self.model.transcribe(
             samples, language=self._language(), beam_size=self.config.beam_size,
             # Timestamp mode: Whisper re-seeks from its last timestamp, so speech after a
@@ -116,6 +135,7 @@ class Transcriber:
         ``on_progress(seconds_done)`` as Whisper moves through the audio."""
         if len(samples) < MIN_CHUNK_SAMPLES:
             return []
+        _seed()
         pieces, _ = self.model.transcribe(
             samples, language=self._language(), beam_size=self.config.beam_size,
             condition_on_previous_text=False, without_timestamps=False, vad_filter=False,
