@@ -59,6 +59,23 @@ def test_search_json_contract(cli_index: Path, speech_dir: Path, tmp_path: Path)
     assert Path(lines[1]["hits"][0]["source"]).stem == "bread"
 
 
+def test_search_exact_and_through_a_vector_index(cli_index: Path, tmp_path: Path,
+                                                 monkeypatch) -> None:
+    """--exact scans every row; with a vector index built over the same rows the default
+    search returns the same hits, and `info` says which way it searches."""
+    import speechrag.index as index_module
+
+    args = ["search", "--index", str(tmp_path / "ix"), "--query", "molten rock", "--json"]
+    shutil.copytree(cli_index, tmp_path / "ix")
+    exact = json.loads(runner.invoke(app, [*args, "--exact"]).stdout)["hits"]
+    monkeypatch.setattr(index_module, "ANN_MIN_ROWS", 1)
+    assert index_module.Index.open(tmp_path / "ix").maintain_vector_index(force=True)
+    assert "IVF_RQ" in json.loads(runner.invoke(
+        app, ["info", "--index", str(tmp_path / "ix"), "--json"]).stdout)["search"]
+    approx = json.loads(runner.invoke(app, args).stdout)["hits"]
+    assert [h["id"] for h in approx] == [h["id"] for h in exact] and exact
+
+
 def test_search_table_shows_mmss(cli_index: Path) -> None:
     result = runner.invoke(app, ["search", "--index", str(cli_index), "--query", "violin"],
                            env={"COLUMNS": "200"})
