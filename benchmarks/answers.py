@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/answers.py [--llm qwen2.5-coder-1.5b] [--every N] [--limit N]
         [--rows closed clean cascade clsr clsr+seal clsr-asr] [--forms written spoken]
-        [--ks 5 3 1] [--table-only]
+        [--ks 5 3 1] [--context-tokens 400] [--table-only]
 
 WikiSpoken-QA (speechrag.corpus.qa) over the 100-passage WikiSpoken test corpus in the
 evaluation voices (the one benchmarks/wikispoken.py builds): 319 questions whose gold
@@ -20,7 +20,11 @@ Metrics: answer accuracy (the normalized gold string is in the answer), citation
 accuracy (a cited hit overlaps the gold passage), the share answered "the recordings do
 not say", and latency: retrieve, first token and total (ms, from the question), tokens/s.
 
-Every answer is kept as it is made (``<cache>/bench/answers/<llm>/<row>-<form>-k<k>.jsonl``),
+``--context-tokens`` is the passages' budget in the prompt (``speechrag ask``'s option;
+default the CLI's; 0 = every word of every hit, as the first runs had).
+
+Every answer is kept as it is made
+(``<cache>/bench/answers/<llm>[-ctx<N>]/<row>-<form>-k<k>.jsonl``, no suffix for 0),
 so a run that is stopped resumes where it stopped; the work is done in the order of
 ``--ks``, ``--forms``, ``--rows``, so a partial run has the k=5 written rows first. Report:
 benchmarks/results/answers/<llm>.json, a markdown table and a chart.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -44,10 +49,18 @@ from speechrag.assets import cache_dir
 from speechrag.audio import load_query_audio
 from speechrag.corpus.build import CorpusConfig, build_corpus, load_corpus
 from speechrag.corpus.qa import QA_FILE, contains, write_questions
-from speechrag.index import Hit
+from speechrag.index import TRANSCRIPTS, Hit
 from speechrag.llm import DEFAULT_LLM, LLMConfig, load_llm
 from speechrag.progress import progress_bar
-from speechrag.rag import Asker, Retrieved, messages_for, says_no_answer
+from speechrag.rag import (
+    CONTEXT_TOKENS,
+    AnswerStream,
+    Asker,
+    Prompt,
+    Retrieved,
+    messages_for,
+    says_no_answer,
+)
 
 ROWS = ("closed", "clean", "cascade", "clsr", "clsr+seal", "clsr-asr")
 INDEX_OF = {"clean": "index-clean-text", "cascade": "index-cascade", "clsr": "index-clsr",
@@ -68,8 +81,18 @@ def corpus_and_questions(passages: int) -> tuple[object, list[dict]]:
     return load_corpus(root), [{**q, "audio": str(root / q["audio"])} for q in rows]
 
 
-def ensure_index(row: str, corpus, work: Path) -> Path:  # type: ignore[no-untyped-def]
-    """The row's index, built if missing (the same ones benchmarks/wikispoken.py makes)."""
+def ensure_index(row: str, corpus, work: Path, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The row's index, built if missing (the same ones benchmarks/wikispoken.py makes).
+    ``clsr-asr`` gets its own copy of the clsr index in the run's ``folder``, made before
+    its first answer, so what Whisper transcribes (and stores) starts from nothing and
+    its cost is counted from the first question."""
+    if row == "clsr-asr":
+        own = folder / "index-clsr-asr"
+        if not (own / "index.json").exists():
+            shutil.rmtree(own, ignore_errors=True)
+            shutil.copytree(ensure_index("clsr", corpus, work, folder), own,
+                            ignore=shutil.ignore_patterns(f"{TRANSCRIPTS}.lance"))
+        return own
     path = work / INDEX_OF[row]
     if (path / "index.json").exists():
         return path
@@ -145,32 +168,29 @@ def answer_all(row: str, form: str, k: int, questions: list[dict], got: dict[str
         task = bar.add_task(f"answering {row} {form} k={k}", total=len(todo))
         for q in todo:
             r = got[q["id"]]
-            if asker is None:
+            if asker is None:  # the closed-book prompt, streamed as `ask` streams
+                messages = messages_for(r["words"], [], [])
+                prompt = Prompt(messages, [], 0, llm.count_tokens(messages))
                 t0 = time.perf_counter() - r["timings"]["retrieve_ms"] / 1000
-                pieces, first = [], None
-                for piece in llm.stream(messages_for(r["words"], [], []), 96):
-                    first = first or time.perf_counter()
-                    pieces.append(piece)
-                end = time.perf_counter()
-                text, cites = "".join(pieces).strip(), []
-                first = first or end
-                timings = {**r["timings"], "first_token_ms": (first - t0) * 1000,
-                           "total_ms": (end - t0) * 1000,
-                           "tokens_per_s": (len(pieces) - 1) / (end - first)
-                           if len(pieces) > 1 and end > first else 0.0}
-                prompt_tokens = llm.count_tokens(messages_for(r["words"], [], []))
+                stream = AnswerStream(llm, r["words"], Retrieved(r["words"], [], r["heard"]),
+                                      prompt, 96, "stored", t0, dict(r["timings"]))
             else:
                 hits = [Hit(**h) for h in r["hits"][:k]]
-                answer = asker.stream(retrieved=Retrieved(r["words"], hits, r["heard"],
-                                                          dict(r["timings"]))).text()
-                text, timings, prompt_tokens = answer.text, answer.timings, answer.prompt_tokens
-                cites = [c.n for c in answer.citations]
+                stream = asker.stream(retrieved=Retrieved(r["words"], hits, r["heard"],
+                                                          dict(r["timings"])))
+            answer = stream.text()
+            text, timings, prompt_tokens = answer.text, answer.timings, answer.prompt_tokens
+            cites = [c.n for c in answer.citations]  # passages: overlapping hits are one
+            spans = [{"source": c.source, "start": c.start, "end": c.end}
+                     for c in answer.citations]
             hit_dicts = r["hits"][:k]
             line = {"id": q["id"], "kind": q["kind"], "gold": q["gold"], "words": r["words"],
                     "answer": text, "correct": contains(text, q["gold"]),
                     "cited": cites,
-                    "cite_ok": any(gold_hit(hit_dicts[n - 1], q, gold) for n in cites),
+                    "cite_ok": any(gold_hit(span, q, gold) for span in spans),
                     "gold_in_hits": any(gold_hit(h, q, gold) for h in hit_dicts),
+                    # the gold string is in the text the LLM read (after --context-tokens)
+                    "gold_in_prompt": contains(stream.prompt.messages[-1]["content"], q["gold"]),
                     "no_answer": says_no_answer(text), "prompt_tokens": prompt_tokens,
                     "timings": timings}
             f.write(json.dumps(line) + "\n")
@@ -178,7 +198,7 @@ def answer_all(row: str, form: str, k: int, questions: list[dict], got: dict[str
             bar.advance(task)
 
 
-def summarize(folder: Path, llm: str, n_questions: int) -> dict:
+def summarize(folder: Path, llm: str, n_questions: int, context_tokens: int) -> dict:
     rows = []
     for path in sorted(folder.glob("*.jsonl")):
         if path.name.startswith("retrieved-"):
@@ -199,6 +219,8 @@ def summarize(folder: Path, llm: str, n_questions: int) -> dict:
             "citation_accuracy": float(np.mean([x["cite_ok"] for x in lines])),
             "cites_any": float(np.mean([bool(x["cited"]) for x in lines])),
             "gold_in_hits": float(np.mean([x["gold_in_hits"] for x in lines])),
+            "gold_in_prompt": float(np.mean([x.get("gold_in_prompt", False) for x in lines]))
+            if any("gold_in_prompt" in x for x in lines) else None,
             "no_answer": float(np.mean([x["no_answer"] for x in lines])),
             "retrieve_ms_p50": p("retrieve_ms"), "first_token_ms_p50": p("first_token_ms"),
             "total_ms_p50": p("total_ms"), "tokens_per_s_p50": p("tokens_per_s"),
@@ -209,12 +231,14 @@ def summarize(folder: Path, llm: str, n_questions: int) -> dict:
         })
     order = {r: i for i, r in enumerate(ROWS)}
     rows.sort(key=lambda r: (r["form"] != "written", -r["k"], order.get(r["row"], 99)))
-    return {"llm": llm, "questions": n_questions, "date": time.strftime("%Y-%m-%d"),
-            "rows": rows}
+    return {"llm": llm, "questions": n_questions, "context_tokens": context_tokens,
+            "date": time.strftime("%Y-%m-%d"), "rows": rows}
 
 
 def markdown(report: dict) -> str:
-    out = [f"LLM `{report['llm']}`, {report['questions']} questions (n = answered so far).",
+    budget = report.get("context_tokens") or "every word"
+    out = [f"LLM `{report['llm']}`, context tokens {budget}, {report['questions']} questions "
+           "(n = answered so far).",
            "", "| row | question | k | n | answer acc. | citation acc. | gold in hits | "
            "\"do not say\" | first token p50 | total p50 | tokens/s |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -224,12 +248,15 @@ def markdown(report: dict) -> str:
                    f"{100 * r['citation_accuracy']:.1f} | {100 * r['gold_in_hits']:.1f} | "
                    f"{100 * r['no_answer']:.1f} | {r['first_token_ms_p50'] / 1000:.1f} s | "
                    f"{r['total_ms_p50'] / 1000:.1f} s | {r['tokens_per_s_p50']:.1f} |")
-    out += ["", "| row | question | k | retrieve p50 | of which question transcript (Whisper) | "
-            "asr context p50 | prompt tokens p50 |", "|---|---|---|---|---|---|---|"]
+    out += ["", "| row | question | k | gold string in the prompt | retrieve p50 | of which "
+            "question transcript (Whisper) | asr context p50 | prompt tokens p50 |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
+        in_prompt = "-" if r["gold_in_prompt"] is None else f"{100 * r['gold_in_prompt']:.1f}"
         out.append(f"| {r['row']} | {r['form']} | {r['k'] if r['row'] != 'closed' else '-'} | "
-                   f"{r['retrieve_ms_p50']:.0f} ms | {r['transcribe_ms_p50']:.0f} ms | "
-                   f"{r['context_ms_p50']:.0f} ms | {r['prompt_tokens_p50']:.0f} |")
+                   f"{in_prompt} | {r['retrieve_ms_p50']:.0f} ms | "
+                   f"{r['transcribe_ms_p50']:.0f} ms | {r['context_ms_p50']:.0f} ms | "
+                   f"{r['prompt_tokens_p50']:.0f} |")
     return "\n".join(out)
 
 
@@ -272,12 +299,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--forms", nargs="+", default=["written", "spoken"],
                     choices=["written", "spoken"])
     ap.add_argument("--ks", nargs="+", type=int, default=[5, 3, 1])
+    ap.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS,
+                    help="the passages' token budget in the prompt (0 = every word)")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--tag", default="",
                     help="keep this run's answers apart (e.g. a latency run on an idle machine)")
     args = ap.parse_args(argv)
 
-    name = args.llm.replace("/", "_") + (f"-{args.tag}" if args.tag else "")
+    name = (args.llm.replace("/", "_") + (f"-ctx{args.context_tokens}"
+                                          if args.context_tokens else "")
+            + (f"-{args.tag}" if args.tag else ""))
     folder = cache_dir() / "bench" / "answers" / name
     folder.mkdir(parents=True, exist_ok=True)
     corpus, questions = corpus_and_questions(args.passages)
@@ -296,8 +327,9 @@ def main(argv: list[str] | None = None) -> None:
                         continue  # no hits: one closed-book row
                     asker = None
                     if row != "closed":
-                        asker = Asker(ensure_index(row, corpus, work), llm,
-                                      context="asr" if row == "clsr-asr" else "stored")
+                        asker = Asker(ensure_index(row, corpus, work, folder), llm,
+                                      context="asr" if row == "clsr-asr" else "stored",
+                                      context_tokens=args.context_tokens)
                     elif form == "spoken" and whisper is None:
                         from speechrag.retrievers.cascade import CascadeConfig, Transcriber
 
@@ -306,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
                                      folder / f"retrieved-{row}-{form}.jsonl", max(args.ks))
                     answer_all(row, form, k, questions, got, asker, llm, gold,
                                folder / f"{row}-{form}-k{k}.jsonl")
-    report = summarize(folder, args.llm, len(questions))
+    report = summarize(folder, args.llm, len(questions), args.context_tokens)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     chart(report, OUT / f"{name}.png")

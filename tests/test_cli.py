@@ -295,10 +295,14 @@ def test_ask_an_empty_index_and_a_hit_that_does_not_fit(tmp_path: Path) -> None:
                             ("short", "The violin has four strings.")])
     ix = tmp_path / "docs"
     assert runner.invoke(app, ["index-text", str(docs), "--index", str(ix)]).exit_code == 0
-    result = runner.invoke(app, ["ask", "--index", str(ix), "--query",
-                                 "How many strings has a violin?", "--k", "2", *LLM])
+    question = ["ask", "--index", str(ix), "--query", "How many strings has a violin?",
+                "--k", "2", *LLM]
+    result = runner.invoke(app, [*question, "--context-tokens", "0"])  # every word
     assert result.exit_code == 0, result.output
-    assert "1 of 2 hits did not fit the LLM's context" in result.stderr
+    assert "1 of 2 passages did not fit the LLM's context" in result.stderr
+    result = runner.invoke(app, question)  # cut to its best sentences, the long one fits
+    assert result.exit_code == 0, result.output
+    assert "did not fit" not in result.stderr
 
 
 def test_ctrl_c_while_an_answer_streams_stops_cleanly(cli_index: Path) -> None:

@@ -25,7 +25,7 @@ from speechrag.rag import (
     says_no_answer,
 )
 from speechrag.segment import SegmenterConfig
-from tests.conftest import speak
+from tests.conftest import TOPICS, speak
 
 SMALL = "smollm2-135m"
 
@@ -182,6 +182,39 @@ def test_context_asr_over_a_cascade_of_another_whisper_uses_whisper_base(rag_ind
     got = asker.retrieve("bread", k=1)
     texts, ms = asker.context_texts(got.hits)
     assert ms > 0 and texts[0]
+
+
+def test_context_asr_transcribes_overlapping_windows_in_one_pass(tmp_path: Path,
+                                                                speech_dir: Path,
+                                                                small_llm) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    parts = [sf.read(speech_dir / f"{n}.wav", dtype="float32") for n in TOPICS]
+    talk = tmp_path / "talk.wav"  # three topics, about 20 s
+    sf.write(talk, np.concatenate([a for a, _ in parts]), parts[0][1])
+    ix = tmp_path / "ix"
+    speechrag.index_audio([talk], ix, model="cascade-tiny", segmenter=SegmenterConfig.of(10, 5))
+    rows = sorted(Index.open(ix).rows(("id", "source", "start", "end")),
+                  key=lambda r: r["start"])
+    a, b = rows[1], rows[2]  # 10 s windows every 5 s: they overlap
+    assert a["start"] < b["start"] < a["end"]
+    hits = [Hit(r["source"], r["start"], r["end"], 0.5, None, r["id"]) for r in (b, a)]
+    asker = Asker(ix, small_llm, context="asr")  # Whisper base, not the index's tiny.en
+    passes: list[float] = []
+    whisper = asker.whisper
+    real = whisper.transcribe_words
+
+    def counted(samples, on_progress=None):  # the real Whisper, its calls counted
+        passes.append(len(samples) / 16000)
+        return real(samples)
+
+    whisper.transcribe_words = counted
+    texts, _ = asker.context_texts(hits)
+    assert passes == [pytest.approx(b["end"] - a["start"], abs=0.05)]  # one pass, the union
+    assert all(texts)
+    shared = set(texts[0].lower().split()) & set(texts[1].lower().split())
+    assert shared  # the overlap's words are in both windows' text
 
 
 def test_given_hits_skip_retrieval_and_keep_its_timing(rag_index: Path, small_llm) -> None:

@@ -161,7 +161,11 @@ def test_ask_streams_hits_tokens_then_citations(server: str) -> None:
     kinds = [e for e, _ in events]
     assert kinds[0] == "hits" and kinds[-1] == "citations" and "token" in kinds
     assert len(events[0][1]["hits"]) == 2
+    found, passages = events[0][1]["hits"], events[0][1]["passages"]
+    assert 1 <= len(passages) <= 2 and all(0 <= i < len(found) for i in passages)
     final = events[-1][1]
+    for c in final["citations"]:  # [n] plays the n-th passage's best hit
+        assert found[passages[c["n"] - 1]]["id"] == c["id"]
     assert final["answer"] == "".join(d["text"] for e, d in events if e == "token").strip()
     assert final["timings"]["first_token_ms"] > 0
 

@@ -265,6 +265,10 @@ def ask(
     context: Annotated[str, typer.Option(
         help="Text the LLM reads for each hit: 'stored' (the index's transcript) or 'asr' "
              "(Whisper transcribes the hit's audio now; kept for next time).")] = "stored",
+    context_tokens: Annotated[int | None, typer.Option(
+        help="Most tokens of hit text the LLM reads: hits are cut to their sentences most "
+             "like the question (fewer tokens, sooner first token). 0: every word. "
+             "Default 300.", min=0)] = None,
     max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.", min=1,
                                             max=4096)] = 96,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per question.")] = False,
@@ -273,7 +277,7 @@ def ask(
     as it is written, then one line per cited source, [n] source mm:ss-mm:ss."""
     from speechrag.audio import load_query_audio
     from speechrag.llm import LLMConfig
-    from speechrag.rag import Asker, check_question
+    from speechrag.rag import CONTEXT_TOKENS, Asker, check_question
     from speechrag.report import shown_source
     from speechrag.timestamps import mmss
 
@@ -282,7 +286,8 @@ def ask(
         check_question(query)  # not too long either
     config = LLMConfig(max_tokens=max_tokens) if llm is None else \
         LLMConfig(model=llm, max_tokens=max_tokens)
-    asker = Asker(index_dir, config, context=context)
+    asker = Asker(index_dir, config, context=context,
+                  context_tokens=CONTEXT_TOKENS if context_tokens is None else context_tokens)
 
     def note(message: str) -> None:
         err.print(message, markup=False, highlight=False)
@@ -300,8 +305,9 @@ def ask(
             failed += 1
             continue
         if stream.prompt.dropped:
-            note(f"note: {stream.prompt.dropped} of {len(stream.retrieved.hits)} hits did not "
-                 "fit the LLM's context and were left out")
+            passages = len(stream.prompt.hits) + stream.prompt.dropped
+            note(f"note: {stream.prompt.dropped} of {passages} passages did not fit the "
+                 "LLM's context and were left out")
         if not as_json:
             if len(qs) > 1 or "audio" in q:
                 shown = q.get("text") or f"{stream.query}  (heard in {q['audio']})"

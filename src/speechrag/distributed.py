@@ -102,21 +102,19 @@ def ray_encoder(index: Index, config: RayConfig,
                          1, int(config.workers * config.cpus_per_worker))}))
         ray.data.DataContext.get_current().enable_progress_bars = False
 
-        def _map(ds: Any, ray: Any) -> Any:  # a dead worker: restarted, its file retried
-            return ds.map(FileEncoder, fn_constructor_kwargs={
-                "spec": index.config.model, "segmenter": index.config.segmenter,
-                "encoding": index.config.encoding,
-                "threads": max(1, round(config.cpus_per_worker))},
-                compute=ray.data.ActorPoolStrategy(size=config.workers),
-                num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
-                max_restarts=RETRIES, max_task_retries=RETRIES)
-
         try:
             ds = ray.data.from_items([{"path": p, "key": k} for p, k in todo],
                                      override_num_blocks=len(todo))
             with warnings.catch_warnings():  # bounded retries have no named parameter yet
                 warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-                ds = _map(ds, ray)
+                ds = ds.map(  # a dead worker is restarted and its file retried
+                    FileEncoder, fn_constructor_kwargs={
+                        "spec": index.config.model, "segmenter": index.config.segmenter,
+                        "encoding": index.config.encoding,
+                        "threads": max(1, round(config.cpus_per_worker))},
+                    compute=ray.data.ActorPoolStrategy(size=config.workers),
+                    num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker or None,
+                    max_restarts=RETRIES, max_task_retries=RETRIES)
             keys = dict(todo)
             for out in ds.iter_rows():
                 path = out["path"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import math
 import os
 import urllib.error
 import urllib.request
@@ -67,6 +68,9 @@ class LLM(Protocol):
     def count_tokens(self, messages: Messages) -> int:
         """Tokens of the prompt these chat messages make (template included)."""
 
+    def count_text(self, text: str) -> int:
+        """Tokens of a piece of text inside a message."""
+
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         """The answer's text, piece by piece as it is generated."""
 
@@ -114,6 +118,9 @@ class LocalLLM:
         return len(self.llm.tokenize(self.prompt(messages).encode("utf-8"), add_bos=False,
                                      special=True))
 
+    def count_text(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         chunks = self.llm.create_chat_completion(
             messages, max_tokens=max_tokens, temperature=self.config.temperature,
@@ -142,6 +149,9 @@ class OpenAIChatLLM:
     def count_tokens(self, messages: Messages) -> int:
         chars = sum(len(m["content"]) + len(m["role"]) + 8 for m in messages)
         return int(chars / self.CHARS_PER_TOKEN) + 1
+
+    def count_text(self, text: str) -> int:
+        return math.ceil(len(text) / self.CHARS_PER_TOKEN)
 
     def stream(self, messages: Messages, max_tokens: int) -> Iterator[str]:
         body = json.dumps({"model": self.config.api_model, "messages": messages,

@@ -11,6 +11,11 @@ segment (the cascade's Whisper transcript, CLSR's rough transcript, a document's
 ``asr`` transcribes the top-k windows with Whisper at ask time and stores the transcript
 back in the index (its ``transcripts`` table), so a later question over the same segment
 reads it for free.
+
+Before the prompt is built, overlapping hits of one recording become one passage and
+the passages are cut to the sentences most like the question until they fit
+``context_tokens`` (:mod:`speechrag.context`; 0 keeps every word): prompt tokens are
+what the time to the first token is spent on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from speechrag.timestamps import mmss
 NO_ANSWER = "The recordings do not say."
 MAX_QUESTION_CHARS = 1000
 CONTEXTS = ("stored", "asr")
+CONTEXT_TOKENS = 300  # the passages' budget in the prompt: benchmarks/answer_prompt.py --budgets
 ASR_MODEL = "whisper-base"  # the cascade's ASR, and the one `--context asr` uses
 SYSTEM = (  # chosen on train-split questions: benchmarks/answer_prompt.py
     "Answer the question using only the numbered passages below, which are transcripts of "
@@ -223,16 +229,22 @@ class Asker:
     ``index_dir``: an index folder, or an open :class:`Index` (with its ``retriever``
     already loaded, as the server has them). ``llm``: an LLM, an :class:`LLMConfig`, or a
     model name / ``.gguf`` path / server URL (default: the shipped default LLM).
-    ``context``: ``stored`` or ``asr`` (module doc).
+    ``context``: ``stored`` or ``asr`` (module doc). ``context_tokens``: the most tokens
+    of passage text the prompt holds (the hits are cut to their sentences most like the
+    question to fit); 0 gives the LLM every word of every hit.
     """
 
     def __init__(self, index_dir: str | Path | Index,
                  llm: LLM | LLMConfig | str | None = None, context: str = "stored",
-                 max_tokens: int | None = None, retriever: Any = None) -> None:
+                 max_tokens: int | None = None, retriever: Any = None,
+                 context_tokens: int = CONTEXT_TOKENS) -> None:
         from speechrag.retrievers import from_spec
 
         if context not in CONTEXTS:
             raise ValueError(f"unknown context {context!r}; one of {', '.join(CONTEXTS)}")
+        if context_tokens < 0:
+            raise ValueError(f"context_tokens must be 0 (every word) or more, not "
+                             f"{context_tokens}")
         self.index = index_dir if isinstance(index_dir, Index) else Index.open(index_dir)
         if len(self.index) == 0:
             raise ValueError(f"{self.index.path}: the index holds nothing yet, so there is "
@@ -243,6 +255,7 @@ class Asker:
                          else llm)
         self.max_tokens = max_tokens or (config or LLMConfig()).max_tokens
         self.context = context
+        self.context_tokens = context_tokens
         self._whisper: Any = None
 
     # -- the question's words and hits ---------------------------------------------------------
@@ -298,23 +311,45 @@ class Asker:
 
     # -- the text each hit gives the LLM -------------------------------------------------------
 
+    def passages(self, question: str, hits: list[Hit], texts: list[str]
+                 ) -> tuple[list[Hit], list[str]]:
+        """The hits (best first) and their texts as the prompt gives them: overlapping
+        hits merged, texts cut to ``context_tokens`` (:mod:`speechrag.context`)."""
+        from speechrag import context
+
+        hits, texts = context.merge_overlapping(hits, texts)
+        if self.context_tokens:
+            texts = context.focus(question, texts, self.context_tokens, self.llm.count_text,
+                                  context.sentence_encoder())
+        return hits, texts
+
     def context_texts(self, hits: list[Hit]) -> tuple[list[str], float]:
-        """The text of each hit for the prompt, and the ms spent transcribing (``asr``)."""
+        """The text of each hit for the prompt, and the ms spent transcribing (``asr``).
+        Hits not transcribed before are transcribed in runs: overlapping windows of one
+        recording are one Whisper pass over their union (with word times), and each
+        window gets the words whose middle lies in it, as the single-pass cascade cuts
+        them, so no second of audio is transcribed twice."""
         if self.context == "stored" or self._reads_speech_itself():
             return [h.text or "" for h in hits], 0.0
+        from speechrag.audio import AudioError, read_span
+        from speechrag.context import merge_overlapping
+        from speechrag.retrievers.cascade import words_in
+
         t0 = time.perf_counter()
         audio_hits = [h for h in hits if h.start is not None]
         known = self.index.transcripts([h.id for h in audio_hits], ASR_MODEL)
+        todo = [h for h in audio_hits if h.id not in known]
         new: dict[str, str] = {}
-        for h in audio_hits:
-            if h.id not in known:
-                from speechrag.audio import AudioError, read_span
-
-                try:
-                    samples = read_span(h.source, h.start or 0.0, h.end or 0.0)
-                except AudioError:  # the recording moved or changed: keep the stored text
-                    continue
-                new[h.id] = self.whisper.transcribe(samples)
+        for run in merge_overlapping(todo, [""] * len(todo))[0]:
+            start, end = run.start or 0.0, run.end or 0.0
+            try:
+                samples = read_span(run.source, start, end)
+            except AudioError:  # the recording moved or changed: keep the stored text
+                continue
+            words = self.whisper.transcribe_words(samples)
+            for h in todo:
+                if h.source == run.source and start <= (h.start or 0.0) < end:
+                    new[h.id] = words_in(words, (h.start or 0.0) - start, (h.end or 0.0) - start)
         if new:
             self.index.store_transcripts(new, ASR_MODEL)
         texts = {**known, **new}
@@ -330,7 +365,8 @@ class Asker:
         t0 = time.perf_counter()
         got = retrieved or self.retrieve(question, audio, k, source)
         texts, context_ms = self.context_texts(got.hits)
-        prompt = build_prompt(got.words, got.hits, texts, self.llm, self.max_tokens)
+        hits, texts = self.passages(got.words, got.hits, texts)
+        prompt = build_prompt(got.words, hits, texts, self.llm, self.max_tokens)
         timings = dict(got.timings)
         if context_ms:
             timings["context_ms"] = context_ms

@@ -137,7 +137,8 @@ class Service:
 
     def answer_events(self, q: str | None, samples: np.ndarray | None, k: int
                       ) -> Iterator[str]:
-        """Server-sent events: ``hits`` (the moments), ``token`` pieces of the answer as
+        """Server-sent events: ``hits`` (the moments, and ``passages``: for each passage
+        [n] of the prompt the index of its best hit), ``token`` pieces of the answer as
         written, then ``citations`` (with timings) or ``error``."""
         from speechrag.rag import Asker
 
@@ -147,8 +148,13 @@ class Service:
                     self.asker = Asker(self.index, self.llm, retriever=self.retriever)
                 with self.model_lock:
                     stream = self.asker.stream(q, samples, k, source="the recorded question")
+                found = stream.retrieved.hits
+                at = {h.id: i for i, h in enumerate(found)}
+                # the answer's [n] is the n-th passage of the prompt (overlapping hits are
+                # one passage, under its best hit's id): the hit each [n] plays
                 yield sse("hits", {"query": stream.query, "dropped": stream.prompt.dropped,
-                                   "hits": [hit_json(h) for h in stream.retrieved.hits]})
+                                   "hits": [hit_json(h) for h in found],
+                                   "passages": [at.get(h.id) for h in stream.prompt.hits]})
                 for piece in stream:
                     yield sse("token", {"text": piece})
                 answer = stream.answer

@@ -59,7 +59,7 @@ class TextSide:
 
 
 @lru_cache(maxsize=4)
-def _encoder(name: str) -> OnnxTextEncoder:
+def onnx_encoder(name: str) -> OnnxTextEncoder:
     """One ONNX session per text encoder per process (the fused model's two sides share
     it; a server builds it once)."""
     return OnnxTextEncoder(name)
@@ -94,15 +94,15 @@ def text_side(spec: dict[str, Any]) -> Any:
     kind, config = _config(spec)
     try:
         if kind in ("cascade", "gold-text"):
-            return TextSide(kind, [_encoder(config.text_encoder)], [None], [1.0])
+            return TextSide(kind, [onnx_encoder(config.text_encoder)], [None], [1.0])
         if kind in ("clsr", "seal"):
             name, proj = _checkpoint_side(config)
-            return TextSide(kind, [_encoder(name)], [proj], [1.0])
+            return TextSide(kind, [onnx_encoder(name)], [proj], [1.0])
         if kind == "fusion":
             clsr = _checkpoint_side(CheckpointSpec(config.clsr, config.clsr_sha256))
             seal = _checkpoint_side(CheckpointSpec(config.seal, config.seal_sha256))
             w = config.clsr_weight
-            return TextSide(kind, [_encoder(clsr[0]), _encoder(seal[0])],
+            return TextSide(kind, [onnx_encoder(clsr[0]), onnx_encoder(seal[0])],
                             [clsr[1], seal[1]], [math.sqrt(w), math.sqrt(1.0 - w)])
     except Unsupported:
         pass

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const headers = token ? { Authorization: "Bearer " + token } : {};
 let hits = [];
+let passages = [];  // the answer's [n] -> the index in `hits` of the moment it plays
 const STOPWORDS = new Set(("the and for are was were has have had his her its not but with " +
   "from this that what which who whom whose when where why how does did can could would " +
   "should about into than then there their they them you your our").split(" "));
@@ -137,13 +138,13 @@ function renderAnswer(text) {
   el.replaceChildren();
   for (const part of text.split(/(\[\d+\])/)) {
     const m = part.match(/^\[(\d+)\]$/);
-    if (m && hits[Number(m[1]) - 1]) {
-      const n = Number(m[1]);
+    const i = m ? passages[Number(m[1]) - 1] : undefined;
+    if (i !== undefined && i !== null && hits[i]) {
       const a = document.createElement("a");
-      a.href = `#hit-${n}`;
+      a.href = `#hit-${i + 1}`;
       a.textContent = part;
       a.className = "cite";
-      a.addEventListener("click", (e) => { e.preventDefault(); play(n - 1); });
+      a.addEventListener("click", (e) => { e.preventDefault(); play(i); });
       el.appendChild(a);
     } else {
       el.appendChild(document.createTextNode(part));
@@ -180,6 +181,7 @@ async function ask(body, isForm) {
       const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "{}");
       if (event === "hits") {
         renderHits(data.hits, data.query);
+        passages = data.passages || data.hits.map((_, i) => i);
         if (data.dropped) $("answer-meta").textContent =
           `${data.dropped} moment(s) did not fit the LLM's context.`;
       } else if (event === "token") {
