@@ -13,9 +13,10 @@ shipped one) asks for the answer in a few words, then its passage number, with a
 
 ``--budgets``: the passages' token budget (``speechrag ask --context-tokens``; 0 = every
 word) on speech: the same 100 train passages spoken by two training voices (flite kal
-and awb) as 10 long-form episodes, indexed by the default cascade, 40 questions (every
-8th), k = 5, the default LLM. Reported: answer accuracy, the share of prompts that still
-hold the gold string, prompt tokens and time to first token (medians).
+and awb) as 10 long-form episodes, indexed by the default cascade, every 8th question
+(at most 40; ``--every``, ``--limit``), k = 5, the default LLM. Reported: answer
+accuracy, the share of prompts that still hold the gold string, prompt tokens and time to
+first token (medians).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ PROMPTS = {
 }
 
 
-def budgets(values: list[int]) -> None:
+def budgets(values: list[int], every: int = 8, limit: int = 40) -> None:
     from speechrag.corpus.build import CorpusConfig, build_corpus, load_corpus
     from speechrag.corpus.wikispoken import load_passages
 
@@ -58,7 +59,7 @@ def budgets(values: list[int]) -> None:
         if m["passage_id"] not in seen:
             seen.add(m["passage_id"])
             qs += questions_for({**m, "description": described.get(m["passage_id"], "")})
-    qs = qs[::8][:40]
+    qs = qs[::every][:limit or None]
     llm = load_llm(LLMConfig())
     print(f"| context tokens | answer accuracy | gold in the prompt | prompt tokens p50 | "
           f"first token p50 | ({len(qs)} questions) |")
@@ -84,9 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--llms", nargs="+", default=["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"])
     ap.add_argument("--budgets", nargs="+", type=int,
                     help="compare these context budgets (tokens; 0 = every word) instead")
+    ap.add_argument("--every", type=int, default=8, help="--budgets: every N-th question")
+    ap.add_argument("--limit", type=int, default=40, help="--budgets: at most N (0: all)")
     args = ap.parse_args(argv)
     if args.budgets:
-        budgets(args.budgets)
+        budgets(args.budgets, args.every, args.limit)
         return
     chosen = sorted(passages("train"), key=lambda p: p.passage_id)[-100:]
     ix = cache_dir() / "bench" / "train-100-clean-text"

@@ -280,7 +280,8 @@ def chart(report: dict, path: Path) -> Path | None:
                label=f"{form} question")
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("answer accuracy (%)")
-    ax.set_title(f"WikiSpoken-QA, k = 5, LLM {report['llm']}")
+    budget = report.get("context_tokens") or "every word"
+    ax.set_title(f"WikiSpoken-QA, k = 5, LLM {report['llm']}, context tokens {budget}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
