@@ -150,11 +150,10 @@ def ask_stream(index_dir: str | Path, question: str | None = None, k: int = 5,
     ``context_tokens``: the most tokens of hit text the LLM reads (None: the default,
     ``speechrag.rag.CONTEXT_TOKENS``; 0: every word of every hit)."""
     from speechrag.audio import load_query_audio
-    from speechrag.rag import CONTEXT_TOKENS, Asker
+    from speechrag.rag import Asker
 
     samples = load_query_audio(audio) if audio is not None else None
-    asker = Asker(index_dir, llm, context=context,
-                  context_tokens=CONTEXT_TOKENS if context_tokens is None else context_tokens)
+    asker = Asker(index_dir, llm, context=context, context_tokens=context_tokens)
     return asker.stream(question, samples, k, source=str(audio))
 
 

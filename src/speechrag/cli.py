@@ -277,7 +277,7 @@ def ask(
     as it is written, then one line per cited source, [n] source mm:ss-mm:ss."""
     from speechrag.audio import load_query_audio
     from speechrag.llm import LLMConfig
-    from speechrag.rag import CONTEXT_TOKENS, Asker, check_question
+    from speechrag.rag import Asker, check_question
     from speechrag.report import shown_source
     from speechrag.timestamps import mmss
 
@@ -286,8 +286,7 @@ def ask(
         check_question(query)  # not too long either
     config = LLMConfig(max_tokens=max_tokens) if llm is None else \
         LLMConfig(model=llm, max_tokens=max_tokens)
-    asker = Asker(index_dir, config, context=context,
-                  context_tokens=CONTEXT_TOKENS if context_tokens is None else context_tokens)
+    asker = Asker(index_dir, config, context=context, context_tokens=context_tokens)
 
     def note(message: str) -> None:
         err.print(message, markup=False, highlight=False)

@@ -63,42 +63,48 @@ def splice(a: str, b: str) -> str:
     return " ".join(aw[:match.a] + bw[match.b:])
 
 
-def merge_overlapping(hits: list[Hit], texts: list[str]) -> tuple[list[Hit], list[str]]:
-    """Hits (best first) and their texts -> passages: hits of one recording whose spans
-    overlap are one passage with their union span, the best score and the best hit's id,
-    in the place of its best hit. Text documents (no span) stay as they are."""
-    groups: list[list[int]] = []
+def overlapping_runs(hits: list[Hit]) -> list[list[int]]:
+    """Indices of ``hits`` (best first) in runs: hits of one recording whose spans
+    overlap, directly or through another hit, are one run, in time order; a text document
+    (no span) is a run alone. Runs come in the order of their best hit."""
+    runs: list[list[int]] = []
+    by_source: dict[str, list[int]] = {}
     for i, h in enumerate(hits):
-        placed = False
-        if h.start is not None:
-            for group in groups:
-                g = hits[group[0]]
-                if g.source == h.source and g.start is not None and any(
-                        h.start < (hits[j].end or 0.0) and (h.end or 0.0) > (hits[j].start or 0.0)
-                        for j in group):
-                    group.append(i)
-                    placed = True
-                    break
-        if not placed:
-            groups.append([i])
+        if h.start is None:
+            runs.append([i])
+        else:
+            by_source.setdefault(h.source, []).append(i)
+    for ids in by_source.values():
+        ids.sort(key=lambda i: hits[i].start or 0.0)
+        run, end = [ids[0]], hits[ids[0]].end or 0.0
+        for i in ids[1:]:
+            if (hits[i].start or 0.0) < end:
+                run.append(i)
+                end = max(end, hits[i].end or 0.0)
+            else:
+                runs.append(run)
+                run, end = [i], hits[i].end or 0.0
+        runs.append(run)
+    return sorted(runs, key=min)
+
+
+def merge_overlapping(hits: list[Hit], texts: list[str]) -> tuple[list[Hit], list[str]]:
+    """Hits (best first) and their texts -> passages: each run of overlapping hits
+    (:func:`overlapping_runs`) is one passage with their union span, the best score and
+    the best hit's id, in the place of its best hit. Text documents stay as they are."""
     out_hits, out_texts = [], []
-    for group in groups:
-        if len(group) == 1:
-            out_hits.append(hits[group[0]])
-            out_texts.append(texts[group[0]])
+    for run in overlapping_runs(hits):
+        best = hits[min(run)]
+        if len(run) == 1:
+            out_hits.append(best)
+            out_texts.append(texts[run[0]])
             continue
-        by_time = sorted(group, key=lambda j: hits[j].start or 0.0)
-        text = texts[by_time[0]]
-        for j in by_time[1:]:
+        text = texts[run[0]]
+        for j in run[1:]:
             text = splice(text, texts[j])
-        best = hits[group[0]]
-        out_hits.append(replace(best, start=min(hits[j].start or 0.0 for j in group),
-                                end=max(hits[j].end or 0.0 for j in group), text=text))
+        out_hits.append(replace(best, start=hits[run[0]].start,
+                                end=max(hits[j].end or 0.0 for j in run), text=text))
         out_texts.append(text)
-    # a chain (a overlaps b, b overlaps c, c seen before b) may leave two groups that
-    # now overlap: merge again until nothing changes
-    if len(out_hits) < len(hits):
-        return merge_overlapping(out_hits, out_texts)
     return out_hits, out_texts
 
 

@@ -231,17 +231,19 @@ class Asker:
     model name / ``.gguf`` path / server URL (default: the shipped default LLM).
     ``context``: ``stored`` or ``asr`` (module doc). ``context_tokens``: the most tokens
     of passage text the prompt holds (the hits are cut to their sentences most like the
-    question to fit); 0 gives the LLM every word of every hit.
+    question to fit); 0 gives the LLM every word of every hit; None, ``CONTEXT_TOKENS``.
     """
 
     def __init__(self, index_dir: str | Path | Index,
                  llm: LLM | LLMConfig | str | None = None, context: str = "stored",
                  max_tokens: int | None = None, retriever: Any = None,
-                 context_tokens: int = CONTEXT_TOKENS) -> None:
+                 context_tokens: int | None = None) -> None:
         from speechrag.retrievers import from_spec
 
         if context not in CONTEXTS:
             raise ValueError(f"unknown context {context!r}; one of {', '.join(CONTEXTS)}")
+        if context_tokens is None:
+            context_tokens = CONTEXT_TOKENS
         if context_tokens < 0:
             raise ValueError(f"context_tokens must be 0 (every word) or more, not "
                              f"{context_tokens}")
@@ -332,7 +334,7 @@ class Asker:
         if self.context == "stored" or self._reads_speech_itself():
             return [h.text or "" for h in hits], 0.0
         from speechrag.audio import AudioError, read_span
-        from speechrag.context import merge_overlapping
+        from speechrag.context import overlapping_runs
         from speechrag.retrievers.cascade import words_in
 
         t0 = time.perf_counter()
@@ -340,16 +342,17 @@ class Asker:
         known = self.index.transcripts([h.id for h in audio_hits], ASR_MODEL)
         todo = [h for h in audio_hits if h.id not in known]
         new: dict[str, str] = {}
-        for run in merge_overlapping(todo, [""] * len(todo))[0]:
-            start, end = run.start or 0.0, run.end or 0.0
+        for run in overlapping_runs(todo):  # in time order
+            first, last = todo[run[0]], max((todo[j] for j in run), key=lambda h: h.end or 0.0)
+            start, end = first.start or 0.0, last.end or 0.0
             try:
-                samples = read_span(run.source, start, end)
+                samples = read_span(first.source, start, end)
             except AudioError:  # the recording moved or changed: keep the stored text
                 continue
             words = self.whisper.transcribe_words(samples)
-            for h in todo:
-                if h.source == run.source and start <= (h.start or 0.0) < end:
-                    new[h.id] = words_in(words, (h.start or 0.0) - start, (h.end or 0.0) - start)
+            for j in run:
+                h = todo[j]
+                new[h.id] = words_in(words, (h.start or 0.0) - start, (h.end or 0.0) - start)
         if new:
             self.index.store_transcripts(new, ASR_MODEL)
         texts = {**known, **new}
