@@ -31,7 +31,7 @@ from speechrag.assets import file_sha256, resolve
 from speechrag.models.text_encoder import TextEncoder
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "file_sha256", "read_checkpoint",
-           "tensor_digest", "whisper_digest"]
+           "tensor_digest", "whisper_digest", "write_checkpoint"]
 
 CHECKPOINT_FORMAT = 2
 UPGRADE = "python -m speechrag.train.upgrade"
@@ -59,6 +59,19 @@ def read_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]
     if arch is not None and payload["arch"] != arch:
         raise ValueError(f"{path}: a {payload['arch']} checkpoint, not a {arch} one")
     return payload
+
+
+def write_checkpoint(path: str | Path, arch: str, config: dict[str, Any],
+                     state: dict[str, torch.Tensor], pretrained: dict[str, str],
+                     extra: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint by the contract above to a temporary name, then rename: a crash
+    never leaves half a file."""
+    payload = {**(extra or {}), "arch": arch, "format": CHECKPOINT_FORMAT, "config": config,
+               "state": state, "pretrained": pretrained}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
 
 
 def tensor_digest(t: torch.Tensor) -> str:
@@ -131,13 +144,8 @@ class TrainedModel(nn.Module):
         keep a shipped file small)."""
         state = {k: v.to(dtypes[k]) if dtypes and k in dtypes else v
                  for k, v in self.trained_state_dict().items()}
-        payload = {**(extra or {}), "arch": self.arch, "format": CHECKPOINT_FORMAT,
-                   "config": self.config.to_dict(), "state": state,
-                   "pretrained": self.pretrained_digests()}
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        write_checkpoint(path, self.arch, self.config.to_dict(), state,
+                         self.pretrained_digests(), extra)
 
     @classmethod
     def build(cls, config: Any, text: TextEncoder, state: dict[str, torch.Tensor]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARCHS = ("clsr", "seal", "clsr-adapter")
+ARCHS = ("clsr", "seal", "clsr-adapter", "speechllm")
 
 
 def main(argv: list[str]) -> Path:
@@ -27,4 +27,8 @@ def main(argv: list[str]) -> Path:
         from speechrag.train.seal import main as train_seal
 
         return train_seal(rest)
+    if arch == "speechllm":
+        from speechrag.train.speechllm import main as train_speechllm
+
+        return train_speechllm(rest)
     raise ValueError(f"unknown --arch {arch!r}; available: {', '.join(ARCHS)}")

@@ -142,7 +142,8 @@ def load_resume(path: Path, device: torch.device | str = "cpu") -> dict[str, Any
 
 LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "ctc", "nll", "align")
 VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %",
-            "val_spoken_r1": "spoken query -> text R@1 %"}
+            "val_spoken_r1": "spoken query -> text R@1 %",
+            "val_answer_acc": "answer accuracy %"}
 
 
 def plot_curves(log: list[dict], path: Path, title: str = "") -> None:

@@ -1,0 +1,370 @@
+"""Training the SpeechLLM's projector: ``speechrag train --arch speechllm``.
+
+Two stages, as in the contrastive pretraining paper (../shared/papers/001), each a run of
+its own (stage 2 starts from stage 1's ``model.pt`` with ``--init``):
+
+1. ``"stage": "pretrain"``, task-independent, on spoken train passages and their
+   transcripts: ``"objective": "contrastive"`` (InfoNCE between projected speech and the
+   LLM's representation of the transcript, ``similarity`` cosine or wasserstein, at the
+   LLM ``layers`` given, summed: ``[0]`` is the paper's "emb", ``[0, 5, 10, 15, 20]`` its
+   "all") or ``"asr"`` (the LLM writes the transcript after the speech: the paper's ASR
+   pretraining baseline). No pretraining is stage 2 without ``--init``.
+2. ``"stage": "finetune"``, the tasks the product needs, built from train passages as the
+   answer benchmark builds its questions (:func:`speechrag.corpus.qa.questions_for`):
+   ``spoken_qa`` (speech passage + written question -> answer), ``spoken_question``
+   (written passage + spoken question -> answer; the questions are spoken once, in the
+   passage's training voice, into ``OUT/questions/``) and ``asr``, on ``data_fraction``
+   of the passages (the paper's 10% / 100%).
+
+Only the projector trains; the LLM and Whisper stay frozen (Whisper states are cached
+once, as for the retrievers). Validation is on train passages held out by hash: the
+transcript R@1 of the alignment (pretrain), the mean answer loss and greedy answer
+accuracy (finetune). ``OUT/`` holds ``last.pt`` (resume), ``model.pt``, ``log.jsonl``
+and ``curves.png``; a step's batch depends only on (seed, step), so a resumed run sees
+the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from speechrag.config import strict_config
+from speechrag.corpus import tts
+from speechrag.corpus.build import load_corpus
+from speechrag.corpus.qa import contains, questions_for
+from speechrag.jsonl import read_json_object
+from speechrag.models.alignment import SIMILARITIES, AlignmentConfig, alignment_loss
+from speechrag.models.speech_states import pad_states
+from speechrag.models.speechllm import SPEECH, SpeechLLM, SpeechLLMConfig
+from speechrag.models.trained import read_checkpoint
+from speechrag.progress import training_bar
+from speechrag.train.data import Utterance, cache_states, cap_validation, training_corpora
+from speechrag.train.loop import load_resume, lr_at, plot_curves, save_resume
+
+STAGES = ("pretrain", "finetune")
+OBJECTIVES = ("contrastive", "asr")
+TASKS = ("spoken_qa", "spoken_question", "asr")
+ASR_PROMPT = f"{SPEECH}\nCan you transcribe this audio?"  # the paper's test prompts
+QA_PROMPT = f"{SPEECH}\nListen to the audio and answer this question in a few words: {{q}}"
+QUESTION_PROMPT = ("Passage: {p}\n\nAnswer the spoken question from the passage, in a few "
+                   f"words: {SPEECH}")
+
+
+@dataclass(frozen=True)
+class SpeechLLMTrainConfig:
+    model: SpeechLLMConfig = field(default_factory=SpeechLLMConfig)
+    stage: str = "pretrain"
+    objective: str = "contrastive"  # pretrain only
+    similarity: str = "cosine"  # contrastive only
+    layers: tuple[int, ...] = (0,)  # LLM layers of the contrastive loss
+    temperature: float = 0.1
+    tasks: tuple[str, ...] = TASKS  # finetune only
+    data_fraction: float = 1.0  # finetune: share of the training passages used
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    eval_every: int = 100
+    val_fraction: float = 0.05
+    max_val: int = 24  # validation passages (and their questions) scored
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SpeechLLMTrainConfig:
+        values = dict(values)
+        if isinstance(values.get("model"), dict):
+            values["model"] = SpeechLLMConfig.from_dict(values["model"])
+        for key in ("layers", "tasks"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
+        return strict_config(cls, values, "SpeechLLM train config")
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be {rule}, not {getattr(self, name)!r}"
+                    for name, ok, rule in (
+                        ("stage", self.stage in STAGES, f"one of {STAGES}"),
+                        ("objective", self.objective in OBJECTIVES, f"one of {OBJECTIVES}"),
+                        ("similarity", self.similarity in SIMILARITIES,
+                         f"one of {SIMILARITIES}"),
+                        ("layers", bool(self.layers) and min(self.layers) >= 0,
+                         "a non-empty list of layers >= 0"),
+                        ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS),
+                         f"a non-empty subset of {TASKS}"),
+                        ("data_fraction", 0 < self.data_fraction <= 1, "in (0, 1]"),
+                        ("steps", self.steps >= 1, ">= 1"),
+                        ("batch_size", self.batch_size >= 2, ">= 2 (in-batch negatives)"),
+                        ("lr", self.lr >= 0, ">= 0"),
+                        ("temperature", self.temperature > 0, "> 0"),
+                        ("eval_every", self.eval_every >= 1, ">= 1"),
+                        ("val_fraction", 0 <= self.val_fraction < 1, "in [0, 1)"),
+                    ) if not ok]
+        if problems:
+            raise ValueError("SpeechLLM train config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def name(self) -> str:
+        """The paper's name of the run: contr-cos-emb, asr-pretrain, finetune-10%, ..."""
+        if self.stage == "finetune":
+            return f"finetune-{round(100 * self.data_fraction)}%"
+        if self.objective == "asr":
+            return "asr-pretrain"
+        where = "emb" if self.layers == (0,) else "all" if len(self.layers) > 1 else \
+            f"l{self.layers[0]}"
+        return f"contr-{'cos' if self.similarity == 'cosine' else 'wasser'}-{where}"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fine-tuning example: a prompt, its speech (an utterance's cached states) and
+    the answer."""
+
+    user: str
+    speech: Utterance
+    answer: str
+    passage_id: str
+    task: str
+
+
+def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tuple[str, ...],
+                      about: dict[str, dict[str, str]] | None = None) -> list[Example]:
+    """The fine-tuning examples of train passages (questions as the answer benchmark's,
+    spoken questions synthesized once in the passage's own training voice). ``about``:
+    each passage id's title and description (for the title questions)."""
+    out: list[Example] = []
+    for u in passages:
+        qs = questions_for({"passage_id": u.passage_id, "text": u.text,
+                            **(about or {}).get(u.passage_id, {"title": ""})})
+        if "asr" in tasks:
+            out.append(Example(ASR_PROMPT, u, u.text, u.passage_id, "asr"))
+        for q in qs:
+            if "spoken_qa" in tasks:
+                out.append(Example(QA_PROMPT.format(q=q["text"]), u, q["gold"], u.passage_id,
+                                   "spoken_qa"))
+            if "spoken_question" in tasks:
+                wav = questions_dir / f"{q['id']}-{u.voice.replace(':', '_')}.wav"
+                if not wav.exists():
+                    voice = tts.parse_voice(u.voice)
+                    if tts.role_of(voice.id) != "training":
+                        raise ValueError(f"{u.voice}: not a training voice")
+                    wav.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = wav.with_suffix(".tmp.wav")
+                    tts.synthesize(q["spoken"], voice, tmp)
+                    tmp.replace(wav)
+                from speechrag import audio
+
+                spoken = Utterance(f"q-{wav.stem}", u.passage_id, str(wav), 0.0,
+                                   audio.duration_s(wav), u.voice, q["spoken"], "query")
+                out.append(Example(QUESTION_PROMPT.format(p=u.text), spoken, q["gold"],
+                                   u.passage_id, "spoken_question"))
+    return out
+
+
+def _subset(passages: list[Utterance], fraction: float, seed: int) -> list[Utterance]:
+    """``fraction`` of the passages (by id, seeded): every rendition of a kept passage."""
+    ids = sorted({u.passage_id for u in passages})
+    random.Random(seed).shuffle(ids)
+    keep = set(ids[:max(1, round(fraction * len(ids)))])
+    return [u for u in passages if u.passage_id in keep]
+
+
+class States:
+    """Cached Whisper states by utterance key (fp16 on disk, float32 here)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+
+    def __call__(self, us: list[Utterance], device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        states = [torch.load(self.cache / f"{u.key}.pt", weights_only=True).float()
+                  for u in us]
+        padded, mask = pad_states(states)
+        return padded.to(device), mask.to(device)
+
+
+def contrastive_step(model: SpeechLLM, config: SpeechLLMTrainConfig, states: States,
+                     us: list[Utterance], device: torch.device) -> dict[str, torch.Tensor]:
+    x, m = states(us, device)
+    s, sm, t, tm = model.align_states(x, m, [u.text for u in us], config.layers)
+    align = AlignmentConfig(similarity=config.similarity, temperature=config.temperature,
+                            layers=tuple((i, i) for i in range(len(config.layers))))
+    loss = alignment_loss(align, s, sm, t, tm)
+    return {"loss": loss, "align": loss.detach()}
+
+
+def lm_step(model: SpeechLLM, examples: list[Example], states: States, device: torch.device
+            ) -> dict[str, torch.Tensor]:
+    x, m = states([e.speech for e in examples], device)
+    speech, sm = model.speech_tokens(x, m)
+    batch = [model.embed_prompt(model.prompt(e.user, answer=e.answer), [speech[i][sm[i]]],
+                                answer=e.answer) for i, e in enumerate(examples)]
+    loss = model.lm_loss(batch)
+    return {"loss": loss, "ce": loss.detach()}
+
+
+@torch.no_grad()
+def validate(model: SpeechLLM, config: SpeechLLMTrainConfig, states: States,
+             val: list[Utterance], val_examples: list[Example], device: torch.device
+             ) -> dict[str, float]:
+    model.eval()
+    out: dict[str, float] = {}
+    try:
+        if config.stage == "pretrain" and config.objective == "contrastive":
+            x, m = states(val, device)
+            s, sm, t, tm = model.align_states(x, m, [u.text for u in val], config.layers)
+            from speechrag.models.alignment import similarity_matrix
+
+            sim = similarity_matrix(config.similarity, s[-1], sm, t[-1], tm)
+            out["val_align"] = float(contrastive_step(model, config, states, val, device)
+                                     ["loss"])
+            out["val_align_r1"] = float((sim.argmax(1) == torch.arange(len(val),
+                                                                       device=device))
+                                        .float().mean())
+        else:
+            losses = [float(lm_step(model, val_examples[i:i + 4], states, device)["loss"])
+                      for i in range(0, len(val_examples), 4)]
+            out["val_ce"] = sum(losses) / max(1, len(losses))
+            qa = [e for e in val_examples if e.task != "asr"]
+            if qa:
+                right = 0
+                for e in qa:
+                    x, m = states([e.speech], device)
+                    got = model.answer(e.user, [(x[0], m[0])], max_tokens=16)
+                    right += contains(got, e.answer)
+                out["val_answer_acc"] = right / len(qa)
+    finally:
+        model.train()
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(prog="speechrag train --arch speechllm", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, required=True, action="append",
+                    help="a train-split corpus (repeat for more renditions)")
+    ap.add_argument("--config", type=Path, help="JSON with train config keys")
+    ap.add_argument("--out", type=Path, default=Path("runs/speechllm"))
+    ap.add_argument("--features", type=Path, help="Whisper state cache (default OUT/features)")
+    ap.add_argument("--init", type=Path, help="start from this model.pt (stage 2 after 1)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    config = SpeechLLMTrainConfig.from_dict(
+        read_json_object(args.config, "train config") if args.config else {})
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    progress = training_bar(args.quiet)
+    say = (lambda *_: None) if args.quiet else progress.console.print
+
+    corpora = [load_corpus(c) for c in args.corpus]
+    train, val, _ = training_corpora(corpora, config.val_fraction)
+    train = [u for u in train if u.kind == "passage"]
+    val = [u for u in cap_validation(val, config.max_val) if u.kind == "passage"]
+    examples: list[Example] = []
+    val_examples: list[Example] = []
+    if config.stage == "finetune":
+        from speechrag.corpus.wikispoken import load_passages
+
+        described = {p.passage_id: p.description for p in load_passages()}
+        about = {m["passage_id"]: {"title": m["title"],
+                                   "description": described.get(m["passage_id"], "")}
+                 for c in corpora for m in c.manifest}
+        train = _subset(train, config.data_fraction, config.seed)
+        examples = finetune_examples(train, out / "questions", config.tasks, about)
+        val_examples = finetune_examples(val, out / "questions", config.tasks, about)
+    speech = [u for u in train + val] + [e.speech for e in examples + val_examples
+                                         if e.speech.kind == "query"]
+    say(f"{config.name}: {len(train)} training passages, {len(examples)} fine-tuning "
+        f"examples, {len(val)} validation passages; caching Whisper states")
+    with progress:
+        caching = progress.add_task("encoding", total=None, info="")
+        cache = cache_states(list({u.key: u for u in speech}.values()), config.model.whisper,
+                             args.features or out / "features",
+                             on_progress=lambda i, n: progress.update(caching, completed=i,
+                                                                      total=n))
+        progress.remove_task(caching)
+    states = States(cache)
+
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = SpeechLLM(config.model).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    step, log = 0, []
+    last = out / "last.pt"
+    if args.init is not None and not last.exists():
+        init = read_checkpoint(args.init, SpeechLLM.arch)
+        if SpeechLLMConfig.from_dict(init["config"]) != config.model:
+            raise ValueError(f"{args.init}: a projector of another model config")
+        model.load_state_dict(init["state"], strict=False)
+        log = [{"step": 0, "init": str(args.init), "init_step": init.get("step")}]
+    if last.exists():
+        state = load_resume(last, device)
+        if state.get("train_config") != config.to_dict():
+            raise ValueError(f"{last}: was trained with another config; use a new --out")
+        model.load_state_dict(state["state"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        say(f"resumed at step {step}")
+    t0 = time.perf_counter() - next((r["seconds"] for r in reversed(log) if "seconds" in r), 0.0)
+    with progress:
+        task = progress.add_task("training", total=config.steps, completed=step, info="")
+        while step < config.steps:
+            rng = random.Random(config.seed * 1_000_003 + step)
+            torch.manual_seed(config.seed * 1_000_003 + step)  # dropout too: resumable
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, config.lr, config.warmup_steps, config.steps)
+            if config.stage == "finetune":
+                parts = lm_step(model, rng.sample(examples, min(config.batch_size,
+                                                               len(examples))), states, device)
+            else:
+                # distinct passages: no in-batch negative is secretly a positive
+                ids = sorted({u.passage_id for u in train})
+                chosen = set(rng.sample(ids, min(config.batch_size, len(ids))))
+                by_id: dict[str, list[Utterance]] = {}
+                for u in train:
+                    if u.passage_id in chosen:
+                        by_id.setdefault(u.passage_id, []).append(u)
+                batch = [rng.choice(by_id[i]) for i in sorted(chosen)]
+                if config.objective == "contrastive":
+                    parts = contrastive_step(model, config, states, batch, device)
+                else:
+                    parts = lm_step(model, [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr")
+                                            for u in batch], states, device)
+            opt.zero_grad()
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            step += 1
+            row = {"step": step, **{k: float(v.detach()) for k, v in parts.items()},
+                   "lr": lr_at(step - 1, config.lr, config.warmup_steps, config.steps),
+                   "seconds": time.perf_counter() - t0}
+            if step % config.eval_every == 0 or step == config.steps:
+                if val:
+                    row |= validate(model, config, states, val, val_examples, device)
+                log.append(row)
+                model.save(out / "model.pt", extra={"step": step, "run": config.name,
+                                                    "train_config": config.to_dict()})
+                save_resume(last, {"state": model.trained_state_dict(),
+                                   "optimizer": opt.state_dict(), "step": step,
+                                   "train_config": config.to_dict()})
+                (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+                plot_curves(log, out / "curves.png", f"SpeechLLM {config.name}")
+                say(f"step {step}/{config.steps} " + " ".join(
+                    f"{k} {v:.3f}" for k, v in row.items() if k.startswith(("loss", "val_"))))
+            elif step % 10 == 0:
+                log.append(row)
+            progress.update(task, completed=step, info=f"loss {row['loss']:.3f}")
+    return out / "model.pt"

@@ -1,0 +1,100 @@
+"""`speechrag train --arch speechllm` end to end on a real tiny train corpus, the real
+SmolLM2-135M and Whisper tiny.en: stage 1, stage 2 from it, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechrag.models.speechllm import SpeechLLM
+from speechrag.train import main as train_main
+from speechrag.train.speechllm import SpeechLLMTrainConfig
+
+MODEL = {"llm": "smollm2-135m", "whisper": "whisper-tiny.en",
+         "qformer": {"input_dim": 384, "dim": 64, "heads": 4, "layers": 1}}
+
+
+def _config(tmp_path: Path, name: str, **kw) -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"model": MODEL, "batch_size": 2, "eval_every": 2,
+                                "warmup_steps": 1, "lr": 1e-3, "val_fraction": 0.25,
+                                "max_val": 2, **kw}))
+    return path
+
+
+def test_pretrain_then_finetune_then_resume(train_corpus: Path, tmp_path: Path):
+    features = tmp_path / "features"
+    pre = train_main(["--arch", "speechllm", "--corpus", str(train_corpus), "--quiet",
+                      "--config", str(_config(tmp_path, "pre", steps=2, layers=[0, 3])),
+                      "--out", str(tmp_path / "pre"), "--features", str(features)])
+    log = [json.loads(x) for x in (tmp_path / "pre" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 2 and 0 <= log[-1]["val_align_r1"] <= 1
+    assert (tmp_path / "pre" / "curves.png").stat().st_size > 0
+    payload = torch.load(pre, weights_only=True)
+    assert payload["run"] == "contr-cos-all" and payload["arch"] == "speechllm"
+
+    ft_config = _config(tmp_path, "ft", stage="finetune", steps=2, data_fraction=0.5)
+    out = tmp_path / "ft"
+    args = ["--arch", "speechllm", "--corpus", str(train_corpus), "--quiet", "--config",
+            str(ft_config), "--out", str(out), "--features", str(features), "--init", str(pre)]
+    train_main(args)
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0]["init"] == str(pre)
+    assert "val_answer_acc" in log[-1] and log[-1]["val_ce"] > 0
+    assert any(out.joinpath("questions").glob("*.wav"))  # spoken questions, training voices
+    model = SpeechLLM.load(out / "model.pt")
+    assert model.config.llm == "smollm2-135m"
+
+    # another config in the same run directory is refused, not mixed in
+    ft_config.write_text(json.dumps(json.loads(ft_config.read_text()) | {"steps": 4}))
+    with pytest.raises(ValueError, match="another config"):
+        train_main(args)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(train_corpus: Path, tmp_path: Path,
+                                                     monkeypatch):
+    """Killed after its step-2 checkpoint, a run resumes there and ends with the weights
+    of a run that was never interrupted."""
+    import speechrag.train.speechllm as trainer
+
+    config = _config(tmp_path, "c", steps=4, similarity="wasserstein")
+    features = tmp_path / "features"
+
+    def run(out: str) -> Path:
+        return train_main(["--arch", "speechllm", "--corpus", str(train_corpus), "--quiet",
+                           "--config", str(config), "--out", str(tmp_path / out),
+                           "--features", str(features)])
+
+    whole = torch.load(run("whole"), weights_only=True)["state"]
+    real_validate, calls = trainer.validate, []
+
+    def dies_at_step_4(*a, **kw):  # the step-2 checkpoint is written, then the kill
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_validate(*a, **kw)
+
+    monkeypatch.setattr(trainer, "validate", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut")
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(trainer, "validate", real_validate)
+    resumed = torch.load(run("cut"), weights_only=True)["state"]
+    for key, value in whole.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_train_config_is_refused():
+    with pytest.raises(ValueError, match="stage must be one of"):
+        SpeechLLMTrainConfig(stage="both")
+    with pytest.raises(ValueError, match="tasks must be"):
+        SpeechLLMTrainConfig(tasks=("translate",))
+    with pytest.raises(ValueError, match="unknown key"):
+        SpeechLLMTrainConfig.from_dict({"epochs": 3})
+    assert SpeechLLMTrainConfig(similarity="wasserstein", layers=(0,)).name == \
+        "contr-wasser-emb"
+    assert SpeechLLMTrainConfig(objective="asr").name == "asr-pretrain"
+    assert SpeechLLMTrainConfig(stage="finetune", data_fraction=0.1).name == "finetune-10%"
