@@ -137,3 +137,24 @@ def test_answer_is_text_from_speech(llm, batch):
     out = model.answer(f"{SPEECH}\nWhat is this about?",
                        [(batch["states"][0, :n], batch["state_mask"][0, :n])], max_tokens=5)
     assert isinstance(out, str) and 0 < len(llm.ids(out)) <= 5
+
+
+def test_lm_loss_is_the_cross_entropy_of_the_full_logits(llm, batch):
+    """The loss projects onto the vocabulary only where a label is predicted: the same
+    number as cross-entropy over the full logits."""
+    model = _model(llm).eval()
+    speech, mask = model.speech_tokens(batch["states"][:2], batch["state_mask"][:2])
+    examples = [model.embed_prompt(model.prompt(f"{SPEECH} Which?", answer=a),
+                                   [speech[i][mask[i]]], answer=a)
+                for i, a in enumerate(["the volcano", "a violin with four strings"])]
+    with torch.no_grad():
+        got = model.lm_loss(examples)
+        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in examples], batch_first=True)
+        labels = torch.nn.utils.rnn.pad_sequence([lab for _, lab in examples],
+                                                 batch_first=True, padding_value=IGNORE)
+        am = torch.nn.utils.rnn.pad_sequence([torch.ones(len(e), dtype=torch.bool)
+                                              for e, _ in examples], batch_first=True)
+        logits = llm.logits(embeds, am)
+        want = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1),
+                                                 labels[:, 1:].flatten(), ignore_index=IGNORE)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

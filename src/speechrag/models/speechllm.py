@@ -123,9 +123,13 @@ class SpeechLLM(nn.Module):
                                            padding_value=IGNORE).to(embeds.device)
         mask = nn.utils.rnn.pad_sequence([torch.ones(len(e), dtype=torch.bool)
                                           for e, _ in examples], batch_first=True)
-        logits = self.llm.logits(embeds, mask.to(embeds.device))
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
-                               ignore_index=IGNORE)
+        # the vocabulary projection only where a label is predicted: the answer is a few
+        # tokens of a prompt of hundreds, and V x E is the LLM's largest matrix
+        hidden = self.llm.final_hidden(embeds, mask.to(embeds.device))[:, :-1]
+        target = labels[:, 1:]
+        keep = target != IGNORE
+        logits = self.llm.model.get_output_embeddings()(hidden[keep])
+        return F.cross_entropy(logits, target[keep])
 
     def align_states(self, states: torch.Tensor, mask: torch.Tensor, texts: list[str],
                      layers: tuple[int, ...]

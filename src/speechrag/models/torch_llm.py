@@ -102,6 +102,12 @@ class FrozenLLM(nn.Module):
                 h.remove()
         return [got[i] for i in layers]
 
+    def final_hidden(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """embeds (B, T, E), mask (B, T) -> the last block's states after the final norm
+        (B, T, E): what the vocabulary projection reads."""
+        return self.model.model(inputs_embeds=embeds, attention_mask=mask.long(),
+                                use_cache=False).last_hidden_state
+
     def logits(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """embeds (B, T, E), mask (B, T) -> next-token logits (B, T, V)."""
         return self.model(inputs_embeds=embeds, attention_mask=mask.long(),
