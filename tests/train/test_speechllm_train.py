@@ -87,6 +87,14 @@ def test_an_interrupted_run_resumes_where_it_stopped(train_corpus: Path, tmp_pat
         torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6)
 
 
+def test_asr_pretraining_is_validated_by_its_loss(train_corpus: Path, tmp_path: Path):
+    train_main(["--arch", "speechllm", "--corpus", str(train_corpus), "--quiet", "--config",
+                str(_config(tmp_path, "asr", objective="asr", steps=1)),
+                "--out", str(tmp_path / "asr"), "--features", str(tmp_path / "features")])
+    log = [json.loads(x) for x in (tmp_path / "asr" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["val_ce"] > 0 and "val_answer_acc" not in log[-1]
+
+
 def test_bad_train_config_is_refused():
     with pytest.raises(ValueError, match="stage must be one of"):
         SpeechLLMTrainConfig(stage="both")

@@ -140,7 +140,7 @@ def load_resume(path: Path, device: torch.device | str = "cpu") -> dict[str, Any
     return torch.load(path, map_location=device, weights_only=True)
 
 
-LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "ctc", "nll", "align")
+LOSS_KEYS = ("loss", "ce", "cif_ce", "mae", "ctc", "nll", "align", "val_ce", "val_align")
 VAL_KEYS = {"val_wer": "WER %", "val_r1": "query R@1 %", "val_align_r1": "transcript R@1 %",
             "val_spoken_r1": "spoken query -> text R@1 %",
             "val_answer_acc": "answer accuracy %"}
@@ -155,7 +155,11 @@ def plot_curves(log: list[dict], path: Path, title: str = "") -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     rows = [r for r in log if "loss" in r]
     for key in LOSS_KEYS:
-        if any(key in r for r in rows):
+        if key.startswith("val_"):  # validation losses: only on validation rows
+            pts = [r for r in rows if key in r]
+            if pts:
+                a.plot([r["step"] for r in pts], [r[key] for r in pts], "o-", label=key)
+        elif any(key in r for r in rows):
             a.plot([r["step"] for r in rows], [r.get(key, float("nan")) for r in rows],
                    label=key)
     a.set_yscale("log")
@@ -168,7 +172,8 @@ def plot_curves(log: list[dict], path: Path, title: str = "") -> None:
             b.plot([r["step"] for r in val], [100 * r[key] for r in val], "o-", label=label)
     b.set_xlabel("step")
     b.set_title("validation (held-out train passages)")
-    b.legend()
+    if b.lines:
+        b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> Path:
         train = _subset(train, config.data_fraction, config.seed)
         examples = finetune_examples(train, out / "questions", config.tasks, about)
         val_examples = finetune_examples(val, out / "questions", config.tasks, about)
+    elif config.objective == "asr":  # validated by its own loss on held-out passages
+        val_examples = [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr") for u in val]
     speech = [u for u in train + val] + [e.speech for e in examples + val_examples
                                          if e.speech.kind == "query"]
     say(f"{config.name}: {len(train)} training passages, {len(examples)} fine-tuning "
