@@ -44,7 +44,9 @@ def test_pretrain_then_finetune_then_resume(train_corpus: Path, tmp_path: Path):
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert log[0]["init"] == str(pre)
     assert "val_answer_acc" in log[-1] and log[-1]["val_ce"] > 0
-    assert any(out.joinpath("questions").glob("*.wav"))  # spoken questions, training voices
+    # spoken questions and sentence pieces, in training voices, kept beside the states
+    assert any(features.joinpath("tts", "questions").glob("*.wav"))
+    assert len(list(features.joinpath("tts", "pieces").glob("*.wav"))) > 8
     model = SpeechLLM.load(out / "model.pt")
     assert model.config.llm == "smollm2-135m"
 

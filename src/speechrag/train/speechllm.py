@@ -3,8 +3,9 @@
 Two stages, as in the contrastive pretraining paper (../shared/papers/001), each a run of
 its own (stage 2 starts from stage 1's ``model.pt`` with ``--init``):
 
-1. ``"stage": "pretrain"``, task-independent, on spoken train passages and their
-   transcripts: ``"objective": "contrastive"`` (InfoNCE between projected speech and the
+1. ``"stage": "pretrain"``, task-independent, on spoken train passages and (with
+   ``sentences``) their sentences spoken one by one, with their transcripts:
+   ``"objective": "contrastive"`` (InfoNCE between projected speech and the
    LLM's representation of the transcript, ``similarity`` cosine or wasserstein, at the
    LLM ``layers`` given, summed: ``[0]`` is the paper's "emb", ``[0, 5, 10, 15, 20]`` its
    "all") or ``"asr"`` (the LLM writes the transcript after the speech: the paper's ASR
@@ -66,6 +67,7 @@ class SpeechLLMTrainConfig:
     similarity: str = "cosine"  # contrastive only
     layers: tuple[int, ...] = (0,)  # LLM layers of the contrastive loss
     temperature: float = 0.1
+    sentences: bool = True  # pretrain: sentence-level pieces beside whole passages
     tasks: tuple[str, ...] = TASKS  # finetune only
     data_fraction: float = 1.0  # finetune: share of the training passages used
     steps: int = 1000
@@ -138,6 +140,38 @@ class Example:
     task: str
 
 
+def spoken(text: str, voice: str, wav: Path, key: str, passage_id: str, kind: str
+           ) -> Utterance:
+    """``text`` spoken once in the training voice ``voice`` into ``wav`` (kept: a resumed
+    run reuses it), as an utterance of ``passage_id``."""
+    from speechrag import audio
+
+    if not wav.exists():
+        if tts.role_of(voice) != "training":
+            raise ValueError(f"{voice}: not a training voice")
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        tmp = wav.with_suffix(".tmp.wav")
+        tts.synthesize(text, tts.parse_voice(voice), tmp)
+        tmp.replace(wav)
+    return Utterance(key, passage_id, str(wav), 0.0, audio.duration_s(wav), voice, text, kind)
+
+
+def sentence_pieces(passages: list[Utterance], pieces_dir: Path, min_words: int = 5
+                    ) -> list[Utterance]:
+    """Stage 1's sentence-level pieces: each sentence of at least ``min_words`` words of
+    each passage, spoken on its own in the passage's voice (``pieces_dir``)."""
+    from speechrag.corpus.wikispoken import sentences
+
+    out = []
+    for u in passages:
+        for i, sentence in enumerate(sentences(u.text)):
+            if len(sentence.split()) >= min_words:
+                name = f"{u.key}-s{i}"
+                out.append(spoken(sentence, u.voice, pieces_dir / f"{name}.wav", f"p-{name}",
+                                  u.passage_id, "piece"))
+    return out
+
+
 def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tuple[str, ...],
                       about: dict[str, dict[str, str]] | None = None) -> list[Example]:
     """The fine-tuning examples of train passages (questions as the answer benchmark's,
@@ -154,20 +188,10 @@ def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tup
                 out.append(Example(QA_PROMPT.format(q=q["text"]), u, q["gold"], u.passage_id,
                                    "spoken_qa"))
             if "spoken_question" in tasks:
-                wav = questions_dir / f"{q['id']}-{u.voice.replace(':', '_')}.wav"
-                if not wav.exists():
-                    voice = tts.parse_voice(u.voice)
-                    if tts.role_of(voice.id) != "training":
-                        raise ValueError(f"{u.voice}: not a training voice")
-                    wav.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = wav.with_suffix(".tmp.wav")
-                    tts.synthesize(q["spoken"], voice, tmp)
-                    tmp.replace(wav)
-                from speechrag import audio
-
-                spoken = Utterance(f"q-{wav.stem}", u.passage_id, str(wav), 0.0,
-                                   audio.duration_s(wav), u.voice, q["spoken"], "query")
-                out.append(Example(QUESTION_PROMPT.format(p=u.text), spoken, q["gold"],
+                name = f"{q['id']}-{u.voice.replace(':', '_')}"
+                question = spoken(q["spoken"], u.voice, questions_dir / f"{name}.wav",
+                                  f"q-{name}", u.passage_id, "query")
+                out.append(Example(QUESTION_PROMPT.format(p=u.text), question, q["gold"],
                                    u.passage_id, "spoken_question"))
     return out
 
@@ -266,10 +290,12 @@ def main(argv: list[str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     progress = training_bar(args.quiet)
     say = (lambda *_: None) if args.quiet else progress.console.print
+    features: Path = args.features or out / "features"
+    speech_dir = features / "tts"  # spoken pieces and questions, shared like the states
 
     corpora = [load_corpus(c) for c in args.corpus]
     train, val, _ = training_corpora(corpora, config.val_fraction)
-    train = [u for u in train if u.kind == "passage"]
+    train = [u for u in train if u.kind == "passage"]  # spoken queries are not used here
     val = [u for u in cap_validation(val, config.max_val) if u.kind == "passage"]
     examples: list[Example] = []
     val_examples: list[Example] = []
@@ -281,18 +307,21 @@ def main(argv: list[str] | None = None) -> Path:
                                    "description": described.get(m["passage_id"], "")}
                  for c in corpora for m in c.manifest}
         train = _subset(train, config.data_fraction, config.seed)
-        examples = finetune_examples(train, out / "questions", config.tasks, about)
-        val_examples = finetune_examples(val, out / "questions", config.tasks, about)
-    elif config.objective == "asr":  # validated by its own loss on held-out passages
-        val_examples = [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr") for u in val]
+        examples = finetune_examples(train, speech_dir / "questions", config.tasks, about)
+        val_examples = finetune_examples(val, speech_dir / "questions", config.tasks, about)
+    else:
+        if config.sentences:  # a batch draws one utterance per passage: whole or a piece
+            train = train + sentence_pieces(train, speech_dir / "pieces")
+        if config.objective == "asr":  # validated by its own loss on held-out passages
+            val_examples = [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr") for u in val]
     speech = [u for u in train + val] + [e.speech for e in examples + val_examples
                                          if e.speech.kind == "query"]
-    say(f"{config.name}: {len(train)} training passages, {len(examples)} fine-tuning "
+    say(f"{config.name}: {len(train)} training utterances, {len(examples)} fine-tuning "
         f"examples, {len(val)} validation passages; caching Whisper states")
     with progress:
         caching = progress.add_task("encoding", total=None, info="")
         cache = cache_states(list({u.key: u for u in speech}.values()), config.model.whisper,
-                             args.features or out / "features",
+                             features,
                              on_progress=lambda i, n: progress.update(caching, completed=i,
                                                                       total=n))
         progress.remove_task(caching)
