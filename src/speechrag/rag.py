@@ -44,6 +44,11 @@ SYSTEM = (  # chosen on train-split questions: benchmarks/answer_prompt.py
     "comes from in brackets, for example: Paris [2]. If no passage answers the question, "
     f"reply exactly: {NO_ANSWER}")
 CLOSED_BOOK = "Answer the question in a few words."  # the benchmark's no-retrieval row
+SPEECH_SYSTEM = (  # SYSTEM, for a SpeechLLM that hears the passages
+    "Answer the question using only the numbered passages below, some of which are "
+    "recordings. Reply with the answer in a few words, then the number of the passage it "
+    "comes from in brackets, for example: Paris [2]. If no passage answers the question, "
+    f"reply exactly: {NO_ANSWER}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,22 @@ def messages_for(question: str, hits: list[Hit], texts: list[str]) -> Messages:
                            for n, (h, t) in enumerate(zip(hits, texts, strict=True), start=1))
     return [{"role": "system", "content": SYSTEM},
             {"role": "user", "content": f"Passages:\n\n{passages}\n\nQuestion: {question}"}]
+
+
+def speech_prompt(question: str | None, labels: list[str], texts: list[str | None]
+                  ) -> tuple[str, str]:
+    """(system, user) of a SpeechLLM's prompt, laid out as :func:`messages_for`'s: the
+    passages numbered from 1 with their ``labels`` (source and span), then the question.
+    A passage whose text is None is given as its speech, and a question of None is the
+    spoken question: each is a SPEECH marker (:mod:`speechrag.models.speechllm`), in
+    order, passages first. The SpeechLLM is fine-tuned on this same layout."""
+    from speechrag.models.speechllm import SPEECH
+
+    passages = "\n\n".join(f"[{n}] ({label})\n{SPEECH if t is None else ' '.join(t.split())}"
+                           for n, (label, t) in enumerate(zip(labels, texts, strict=True),
+                                                          start=1))
+    asked = SPEECH if question is None else question
+    return SPEECH_SYSTEM, f"Passages:\n\n{passages}\n\nQuestion: {asked}"
 
 
 def build_prompt(question: str, hits: list[Hit], texts: list[str], llm: LLM,

@@ -108,3 +108,30 @@ def test_bad_train_config_is_refused():
         "contr-wasser-emb"
     assert SpeechLLMTrainConfig(objective="asr").name == "asr-pretrain"
     assert SpeechLLMTrainConfig(stage="finetune", data_fraction=0.1).name == "finetune-10%"
+
+
+def test_finetune_examples_are_laid_out_as_ask_prompts_them(train_corpus: Path,
+                                                            tmp_path: Path):
+    from speechrag.corpus.build import load_corpus
+    from speechrag.models.speechllm import SPEECH
+    from speechrag.train.data import training_utterances
+    from speechrag.train.speechllm import finetune_examples
+
+    passages = training_utterances(load_corpus(train_corpus))[:3]
+    examples = finetune_examples(passages, tmp_path / "q", ("spoken_qa", "spoken_question"),
+                                 distractors=1)
+    qa = [e for e in examples if e.task == "spoken_qa"]
+    asked = [e for e in examples if e.task == "spoken_question"]
+    assert qa and len(asked) == len(qa)
+    for e in qa:  # two recordings, one of them the passage that answers, cited by number
+        assert len(e.speech) == 2 and e.user.count(SPEECH) == 2
+        n = [u.passage_id for u in e.speech].index(e.passage_id) + 1
+        assert e.answer == f"{e.gold} [{n}]" and "Question: " in e.user
+        assert e.gold not in e.user.split("Question:")[0]  # passages are only speech
+    for e in asked:  # the passages written, the question one spoken recording
+        assert len(e.speech) == 1 and e.speech[0].kind == "query"
+        assert e.user.count(SPEECH) == 1 and e.user.endswith(f"Question: {SPEECH}")
+        assert e.speech[0].voice == next(u.voice for u in passages
+                                         if u.passage_id == e.passage_id)
+    again = finetune_examples(passages, tmp_path / "q", ("spoken_qa",), distractors=1)
+    assert again == qa  # seeded

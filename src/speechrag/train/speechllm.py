@@ -11,11 +11,13 @@ its own (stage 2 starts from stage 1's ``model.pt`` with ``--init``):
    "all") or ``"asr"`` (the LLM writes the transcript after the speech: the paper's ASR
    pretraining baseline). No pretraining is stage 2 without ``--init``.
 2. ``"stage": "finetune"``, the tasks the product needs, built from train passages as the
-   answer benchmark builds its questions (:func:`speechrag.corpus.qa.questions_for`):
-   ``spoken_qa`` (speech passage + written question -> answer), ``spoken_question``
-   (written passage + spoken question -> answer; the questions are spoken once, in the
-   passage's training voice, into ``OUT/questions/``) and ``asr``, on ``data_fraction``
-   of the passages (the paper's 10% / 100%).
+   answer benchmark builds its questions (:func:`speechrag.corpus.qa.questions_for`) and
+   laid out as ``speechrag ask`` prompts a SpeechLLM (:func:`speechrag.rag.speech_prompt`:
+   the passage that answers among ``distractors`` others, numbered; the answer
+   ``gold [n]``): ``spoken_qa`` (passages as speech, the question written),
+   ``spoken_question`` (passages written, the question spoken: synthesized once in the
+   passage's training voice into ``FEATURES/tts/questions/``) and ``asr``, on
+   ``data_fraction`` of the passages (the paper's 10% / 100%).
 
 Only the projector trains; the LLM and Whisper stay frozen (Whisper states are cached
 once, as for the retrievers). Validation is on train passages held out by hash: the
@@ -53,10 +55,7 @@ from speechrag.train.loop import load_resume, lr_at, plot_curves, save_resume
 STAGES = ("pretrain", "finetune")
 OBJECTIVES = ("contrastive", "asr")
 TASKS = ("spoken_qa", "spoken_question", "asr")
-ASR_PROMPT = f"{SPEECH}\nCan you transcribe this audio?"  # the paper's test prompts
-QA_PROMPT = f"{SPEECH}\nListen to the audio and answer this question in a few words: {{q}}"
-QUESTION_PROMPT = ("Passage: {p}\n\nAnswer the spoken question from the passage, in a few "
-                   f"words: {SPEECH}")
+ASR_PROMPT = f"{SPEECH}\nCan you transcribe this audio?"  # the paper's test prompt
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,7 @@ class SpeechLLMTrainConfig:
     temperature: float = 0.1
     sentences: bool = True  # pretrain: sentence-level pieces beside whole passages
     tasks: tuple[str, ...] = TASKS  # finetune only
+    distractors: int = 1  # finetune QA: other passages beside the one that answers
     data_fraction: float = 1.0  # finetune: share of the training passages used
     steps: int = 1000
     batch_size: int = 8
@@ -103,6 +103,7 @@ class SpeechLLMTrainConfig:
                         ("tasks", bool(self.tasks) and set(self.tasks) <= set(TASKS),
                          f"a non-empty subset of {TASKS}"),
                         ("data_fraction", 0 < self.data_fraction <= 1, "in (0, 1]"),
+                        ("distractors", self.distractors >= 0, ">= 0"),
                         ("steps", self.steps >= 1, ">= 1"),
                         ("batch_size", self.batch_size >= 2, ">= 2 (in-batch negatives)"),
                         ("lr", self.lr >= 0, ">= 0"),
@@ -130,14 +131,20 @@ class SpeechLLMTrainConfig:
 
 @dataclass(frozen=True)
 class Example:
-    """One fine-tuning example: a prompt, its speech (an utterance's cached states) and
-    the answer."""
+    """One example of the answer loss: a prompt (``system``, ``user`` with SPEECH
+    markers), the utterances whose speech fills the markers in order, and the answer."""
 
+    system: str | None
     user: str
-    speech: Utterance
+    speech: tuple[Utterance, ...]
     answer: str
+    gold: str  # the short answer a validation answer must contain
     passage_id: str
     task: str
+
+
+def asr_example(u: Utterance) -> Example:
+    return Example(None, ASR_PROMPT, (u,), u.text, u.text, u.passage_id, "asr")
 
 
 def spoken(text: str, voice: str, wav: Path, key: str, passage_id: str, kind: str
@@ -173,25 +180,44 @@ def sentence_pieces(passages: list[Utterance], pieces_dir: Path, min_words: int 
 
 
 def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tuple[str, ...],
-                      about: dict[str, dict[str, str]] | None = None) -> list[Example]:
-    """The fine-tuning examples of train passages (questions as the answer benchmark's,
-    spoken questions synthesized once in the passage's own training voice). ``about``:
-    each passage id's title and description (for the title questions)."""
+                      about: dict[str, dict[str, str]] | None = None, distractors: int = 1,
+                      seed: int = 0) -> list[Example]:
+    """The fine-tuning examples of train passages, in the layout ``speechrag ask`` prompts
+    a SpeechLLM with (:func:`speechrag.rag.speech_prompt`): the passage that answers
+    among ``distractors`` other passages (seeded), numbered, and the answer written as
+    the shipped prompt asks, ``gold [n]``. Questions are the answer benchmark's
+    (:func:`speechrag.corpus.qa.questions_for`; ``about``: each passage id's title and
+    description, for the title questions); a spoken question is synthesized once in the
+    passage's own training voice."""
+    from speechrag.rag import speech_prompt
+    from speechrag.timestamps import mmss
+
+    def label(u: Utterance) -> str:
+        return f"{Path(u.audio).name}, {mmss(u.start)}-{mmss(u.end)}"
+
     out: list[Example] = []
     for u in passages:
+        if "asr" in tasks:
+            out.append(asr_example(u))
         qs = questions_for({"passage_id": u.passage_id, "text": u.text,
                             **(about or {}).get(u.passage_id, {"title": ""})})
-        if "asr" in tasks:
-            out.append(Example(ASR_PROMPT, u, u.text, u.passage_id, "asr"))
         for q in qs:
-            if "spoken_qa" in tasks:
-                out.append(Example(QA_PROMPT.format(q=q["text"]), u, q["gold"], u.passage_id,
-                                   "spoken_qa"))
-            if "spoken_question" in tasks:
+            rng = random.Random(f"{seed}:{q['id']}")
+            others = [o for o in passages if o.passage_id != u.passage_id]
+            shown = rng.sample(others, min(distractors, len(others))) + [u]
+            rng.shuffle(shown)
+            answer = f"{q['gold']} [{shown.index(u) + 1}]"
+            labels = [label(o) for o in shown]
+            if "spoken_qa" in tasks:  # the passages as speech, the question written
+                system, user = speech_prompt(q["text"], labels, [None] * len(shown))
+                out.append(Example(system, user, tuple(shown), answer, q["gold"],
+                                   u.passage_id, "spoken_qa"))
+            if "spoken_question" in tasks:  # the passages written, the question spoken
                 name = f"{q['id']}-{u.voice.replace(':', '_')}"
                 question = spoken(q["spoken"], u.voice, questions_dir / f"{name}.wav",
                                   f"q-{name}", u.passage_id, "query")
-                out.append(Example(QUESTION_PROMPT.format(p=u.text), question, q["gold"],
+                system, user = speech_prompt(None, labels, [o.text for o in shown])
+                out.append(Example(system, user, (question,), answer, q["gold"],
                                    u.passage_id, "spoken_question"))
     return out
 
@@ -230,10 +256,18 @@ def contrastive_step(model: SpeechLLM, config: SpeechLLMTrainConfig, states: Sta
 
 def lm_step(model: SpeechLLM, examples: list[Example], states: States, device: torch.device
             ) -> dict[str, torch.Tensor]:
-    x, m = states([e.speech for e in examples], device)
+    """Answer loss over a batch: every utterance of every example through the projector
+    in one pass, then each prompt with its speech spliced in."""
+    us = [u for e in examples for u in e.speech]
+    x, m = states(us, device)
     speech, sm = model.speech_tokens(x, m)
-    batch = [model.embed_prompt(model.prompt(e.user, answer=e.answer), [speech[i][sm[i]]],
-                                answer=e.answer) for i, e in enumerate(examples)]
+    runs = [speech[i][sm[i]] for i in range(len(us))]
+    batch, i = [], 0
+    for e in examples:
+        n = len(e.speech)
+        batch.append(model.embed_prompt(model.prompt(e.user, answer=e.answer, system=e.system),
+                                        runs[i:i + n], answer=e.answer))
+        i += n
     loss = model.lm_loss(batch)
     return {"loss": loss, "ce": loss.detach()}
 
@@ -264,9 +298,11 @@ def validate(model: SpeechLLM, config: SpeechLLMTrainConfig, states: States,
             if qa:
                 right = 0
                 for e in qa:
-                    x, m = states([e.speech], device)
-                    got = model.answer(e.user, [(x[0], m[0])], max_tokens=16)
-                    right += contains(got, e.answer)
+                    x, m = states(list(e.speech), device)
+                    got = model.answer(e.user, [(x[i][m[i]], m[i][m[i]])
+                                                for i in range(len(e.speech))],
+                                       max_tokens=16, system=e.system)
+                    right += contains(got, e.gold)
                 out["val_answer_acc"] = right / len(qa)
     finally:
         model.train()
@@ -307,15 +343,17 @@ def main(argv: list[str] | None = None) -> Path:
                                    "description": described.get(m["passage_id"], "")}
                  for c in corpora for m in c.manifest}
         train = _subset(train, config.data_fraction, config.seed)
-        examples = finetune_examples(train, speech_dir / "questions", config.tasks, about)
-        val_examples = finetune_examples(val, speech_dir / "questions", config.tasks, about)
+        examples = finetune_examples(train, speech_dir / "questions", config.tasks, about,
+                                     config.distractors, config.seed)
+        val_examples = finetune_examples(val, speech_dir / "questions", config.tasks, about,
+                                         config.distractors, config.seed)
     else:
         if config.sentences:  # a batch draws one utterance per passage: whole or a piece
             train = train + sentence_pieces(train, speech_dir / "pieces")
         if config.objective == "asr":  # validated by its own loss on held-out passages
-            val_examples = [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr") for u in val]
-    speech = [u for u in train + val] + [e.speech for e in examples + val_examples
-                                         if e.speech.kind == "query"]
+            val_examples = [asr_example(u) for u in val]
+    speech = train + val + [u for e in examples + val_examples for u in e.speech
+                            if u.kind == "query"]
     say(f"{config.name}: {len(train)} training utterances, {len(examples)} fine-tuning "
         f"examples, {len(val)} validation passages; caching Whisper states")
     with progress:
@@ -372,8 +410,7 @@ def main(argv: list[str] | None = None) -> Path:
                 if config.objective == "contrastive":
                     parts = contrastive_step(model, config, states, batch, device)
                 else:
-                    parts = lm_step(model, [Example(ASR_PROMPT, u, u.text, u.passage_id, "asr")
-                                            for u in batch], states, device)
+                    parts = lm_step(model, [asr_example(u) for u in batch], states, device)
             opt.zero_grad()
             parts["loss"].backward()
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
