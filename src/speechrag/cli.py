@@ -83,7 +83,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -263,8 +263,15 @@ def ask(
              "file, or the URL of an OpenAI-compatible server (its key from "
              "$OPENAI_API_KEY).")] = None,
     context: Annotated[str, typer.Option(
-        help="Text the LLM reads for each hit: 'stored' (the index's transcript) or 'asr' "
-             "(Whisper transcribes the hit's audio now; kept for next time).")] = "stored",
+        help="What the LLM reads for each hit: 'stored' (the index's transcript), 'asr' "
+             "(Whisper transcribes the hit's audio now; kept for next time) or 'speech' "
+             "(the SpeechLLM hears the hit's audio; no transcript).")] = "stored",
+    speech_llm: Annotated[str | None, typer.Option(
+        "--speech-llm", metavar="[PATH]",
+        help="Answer with the SpeechLLM, which hears a spoken question as speech (no "
+             "transcript): the shipped projector, or a checkpoint you trained "
+             "(docs/speechllm.md). It answers with its own LLM (the output names it).")
+    ] = None,
     context_tokens: Annotated[int | None, typer.Option(
         help="Most tokens of hit text the LLM reads: hits are cut to their sentences most "
              "like the question (fewer tokens, sooner first token). 0: every word. "
@@ -286,10 +293,17 @@ def ask(
         check_question(query)  # not too long either
     config = LLMConfig(max_tokens=max_tokens) if llm is None else \
         LLMConfig(model=llm, max_tokens=max_tokens)
-    asker = Asker(index_dir, config, context=context, context_tokens=context_tokens)
+    asker = Asker(index_dir, config, context=context, context_tokens=context_tokens,
+                  speech_llm=None if speech_llm in (None, DEFAULT_PROJECTOR) else speech_llm)
+    if speech_llm == DEFAULT_PROJECTOR and asker.speech is None:  # --context stored|asr
+        asker = Asker(index_dir, config, context=context, context_tokens=context_tokens,
+                      speech_llm=True)
 
     def note(message: str) -> None:
         err.print(message, markup=False, highlight=False)
+
+    if asker.speech is not None:
+        note(f"answering with {asker.speech.name}")
 
     failed = 0
     for q in qs:
@@ -638,5 +652,20 @@ def demo(
               "--query 'your question'", markup=False, highlight=False)
 
 
+DEFAULT_PROJECTOR = "default"  # `--speech-llm` given without a path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point: ``--speech-llm`` may come without a path (the shipped
+    projector); click options take a value or none, never either, so one is filled in."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    fixed: list[str] = []
+    for i, a in enumerate(args):
+        fixed.append(a)
+        if a == "--speech-llm" and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            fixed.append(DEFAULT_PROJECTOR)
+    app(args=fixed, prog_name="speechrag")
+
+
 if __name__ == "__main__":
-    app()
+    main()

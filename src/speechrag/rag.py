@@ -10,7 +10,9 @@ The text each hit gives the LLM (``context``): ``stored`` is what the index hold
 segment (the cascade's Whisper transcript, CLSR's rough transcript, a document's text);
 ``asr`` transcribes the top-k windows with Whisper at ask time and stores the transcript
 back in the index (its ``transcripts`` table), so a later question over the same segment
-reads it for free.
+reads it for free; ``speech`` gives a SpeechLLM the hits' audio itself
+(:mod:`speechrag.speech_answer`), which also takes a spoken question as speech
+(``speech_llm``).
 
 Before the prompt is built, overlapping hits of one recording become one passage and
 the passages are cut to the sentences most like the question until they fit
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from speechrag.timestamps import mmss
 
 NO_ANSWER = "The recordings do not say."
 MAX_QUESTION_CHARS = 1000
-CONTEXTS = ("stored", "asr")
+CONTEXTS = ("stored", "asr", "speech")
 CONTEXT_TOKENS = 300  # the passages' budget in the prompt: benchmarks/answer_prompt.py --budgets
 ASR_MODEL = "whisper-base"  # the cascade's ASR, and the one `--context asr` uses
 SYSTEM = (  # chosen on train-split questions: benchmarks/answer_prompt.py
@@ -205,18 +207,22 @@ class AnswerStream:
     whole :class:`Answer` when the iteration ends. ``prompt`` is known before the first
     piece, so a caller can say which hits were left out before the answer starts."""
 
-    def __init__(self, llm: LLM, query: str, retrieved: Retrieved, prompt: Prompt,
+    def __init__(self, llm: Any, query: str, retrieved: Retrieved, prompt: Prompt,
                  max_tokens: int, context: str, t0: float,
-                 timings: dict[str, float]) -> None:
+                 timings: dict[str, float],
+                 generate: Callable[[], Iterator[str]] | None = None) -> None:
+        """``generate``: where the pieces come from (default: ``llm`` streaming the
+        prompt's messages; the SpeechLLM gives its own)."""
         self.llm, self.query, self.retrieved, self.prompt = llm, query, retrieved, prompt
         self.max_tokens, self.context, self.t0 = max_tokens, context, t0
         self.timings = timings
+        self.generate = generate or (lambda: llm.stream(prompt.messages, max_tokens))
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
         pieces: list[str] = []
         first = None
-        for piece in self.llm.stream(self.prompt.messages, self.max_tokens):
+        for piece in self.generate():
             if first is None:
                 first = time.perf_counter()
             pieces.append(piece)
@@ -250,15 +256,19 @@ class Asker:
     ``index_dir``: an index folder, or an open :class:`Index` (with its ``retriever``
     already loaded, as the server has them). ``llm``: an LLM, an :class:`LLMConfig`, or a
     model name / ``.gguf`` path / server URL (default: the shipped default LLM).
-    ``context``: ``stored`` or ``asr`` (module doc). ``context_tokens``: the most tokens
-    of passage text the prompt holds (the hits are cut to their sentences most like the
-    question to fit); 0 gives the LLM every word of every hit; None, ``CONTEXT_TOKENS``.
+    ``context``: ``stored``, ``asr`` or ``speech`` (module doc). ``context_tokens``: the
+    most tokens of passage text the prompt holds (the hits are cut to their sentences
+    most like the question to fit); 0 gives the LLM every word of every hit; None,
+    ``CONTEXT_TOKENS``. ``speech_llm``: a spoken question goes into the SpeechLLM as
+    speech (True: the shipped projector, or a checkpoint's path); with ``context
+    "speech"`` the SpeechLLM answers in any case, and ``llm`` is not used.
     """
 
     def __init__(self, index_dir: str | Path | Index,
                  llm: LLM | LLMConfig | str | None = None, context: str = "stored",
                  max_tokens: int | None = None, retriever: Any = None,
-                 context_tokens: int | None = None) -> None:
+                 context_tokens: int | None = None,
+                 speech_llm: str | Path | bool | None = None) -> None:
         from speechrag.retrievers import from_spec
 
         if context not in CONTEXTS:
@@ -274,8 +284,17 @@ class Asker:
                              "nothing to answer from; index audio or documents into it first")
         self.retriever = retriever or from_spec(self.index.config.model)
         config = llm if isinstance(llm, LLMConfig) else None
-        self.llm: LLM = (load_llm(llm) if llm is None or isinstance(llm, str | LLMConfig)
-                         else llm)
+        self.speech: Any = None  # the SpeechAnswerer, when speech goes into the LLM
+        self.speech_question = bool(speech_llm)
+        if context == "speech" or speech_llm:
+            from speechrag.speech_answer import SpeechAnswerer
+
+            self.speech = SpeechAnswerer(speech_llm if isinstance(speech_llm, str | Path)
+                                         else None)
+            self.llm: Any = self.speech
+        else:
+            self.llm = (load_llm(llm) if llm is None or isinstance(llm, str | LLMConfig)
+                        else llm)
         self.max_tokens = max_tokens or (config or LLMConfig()).max_tokens
         self.context = context
         self.context_tokens = context_tokens
@@ -319,6 +338,11 @@ class Asker:
             vectors = self.retriever.encode_text([words])
         else:
             vectors, model_heard = self.retriever.encode_query_audio([audio])
+            if self.speech_question:  # the SpeechLLM hears it: no transcript is made
+                hits = self.index.search(vectors, k)[0]
+                timings["retrieve_ms"] = (time.perf_counter() - t0) * 1000
+                return Retrieved(" ".join((model_heard[0] or "").split()), hits,
+                                 model_heard[0], timings)
             if self._reads_speech_itself():
                 heard = model_heard[0] or ""
             else:
@@ -388,6 +412,8 @@ class Asker:
         generated until it is iterated). ``retrieved`` skips retrieval (given hits)."""
         t0 = time.perf_counter()
         got = retrieved or self.retrieve(question, audio, k, source)
+        if self.speech is not None:
+            return self._speech_stream(got, audio, t0, retrieved is not None)
         texts, context_ms = self.context_texts(got.hits)
         hits, texts = self.passages(got.words, got.hits, texts)
         prompt = build_prompt(got.words, hits, texts, self.llm, self.max_tokens)
@@ -397,6 +423,48 @@ class Asker:
         return AnswerStream(self.llm, got.words, got, prompt, self.max_tokens, self.context,
                             t0 - got.timings.get("retrieve_ms", 0.0) / 1000 if retrieved
                             else t0, timings)
+
+    def _speech_stream(self, got: Retrieved, audio: np.ndarray | None, t0: float,
+                       given: bool) -> AnswerStream:
+        """The SpeechLLM's answer: passages as audio (``context`` speech; a text
+        document, or a recording that can no longer be read, stays text) or as text,
+        and the question as speech (``speech_llm``) or as words."""
+        from speechrag import context
+        from speechrag.audio import AudioError, read_span
+
+        if self.context == "speech":
+            texts, context_ms = [h.text or "" for h in got.hits], 0.0
+        else:
+            texts, context_ms = self.context_texts(got.hits)
+        hits, texts = context.merge_overlapping(got.hits, texts)
+        spoken_q = self.speech_question and audio is not None
+        if self.context != "speech" and self.context_tokens and got.words:
+            texts = context.focus(got.words, texts, self.context_tokens,
+                                  self.speech.count_text, context.sentence_encoder())
+        audios: list[np.ndarray | None] = []
+        for h in hits:
+            samples = None
+            if self.context == "speech" and h.start is not None:
+                try:
+                    samples = read_span(h.source, h.start, h.end or h.start)
+                except AudioError:  # moved or changed since indexing: its stored text
+                    samples = None
+            audios.append(samples)
+        sp = self.speech.prompt(None if spoken_q else got.words, audio if spoken_q else None,
+                                [describe(h) for h in hits],
+                                [None if a is not None else t for a, t in zip(audios, texts,
+                                                                              strict=True)],
+                                audios, self.max_tokens)
+        prompt = Prompt([{"role": "system", "content": sp.system},
+                         {"role": "user", "content": sp.user}],
+                        [hits[i] for i in sp.kept], sp.dropped, sp.tokens)
+        timings = dict(got.timings)
+        if context_ms:
+            timings["context_ms"] = context_ms
+        query = got.words or "(spoken question)"
+        return AnswerStream(self.speech, query, got, prompt, self.max_tokens, self.context,
+                            t0 - got.timings.get("retrieve_ms", 0.0) / 1000 if given else t0,
+                            timings, lambda: self.speech.stream(sp, self.max_tokens))
 
     def ask(self, question: str | None = None, audio: np.ndarray | None = None,
             k: int = 5) -> Answer:

@@ -158,3 +158,10 @@ def test_lm_loss_is_the_cross_entropy_of_the_full_logits(llm, batch):
         want = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1),
                                                  labels[:, 1:].flatten(), ignore_index=IGNORE)
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_streamed_answer_is_the_greedy_answer(llm):
+    prompt = llm.chat_text(None, "Name three colours.")
+    embeds = llm.embed(torch.tensor([llm.ids(prompt)]))
+    pieces = list(llm.stream(embeds, 12))
+    assert len(pieces) > 1 and "".join(pieces) == llm.decode(llm.greedy(embeds, 12))

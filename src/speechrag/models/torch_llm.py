@@ -15,6 +15,7 @@ Shapes: B batch, T tokens, E the LLM's width, V its vocabulary.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,27 @@ class FrozenLLM(nn.Module):
         """embeds (B, T, E), mask (B, T) -> next-token logits (B, T, V)."""
         return self.model(inputs_embeds=embeds, attention_mask=mask.long(),
                           use_cache=False).logits
+
+    @torch.inference_mode()
+    def stream(self, embeds: torch.Tensor, max_tokens: int) -> Iterator[str]:
+        """One prompt (1, T, E) -> the greedy answer as text pieces, as they are decoded
+        (a piece may wait for the next token when a character spans two)."""
+        out = self.model(inputs_embeds=embeds, use_cache=True)
+        past, said, ids = out.past_key_values, "", []
+        for _ in range(max_tokens):
+            token = int(out.logits[0, -1].argmax())
+            if token == self.end_id or token == self.tokenizer.eos_token_id:
+                break
+            ids.append(token)
+            text = self.decode(ids)
+            if not text.endswith("\ufffd") and len(text) > len(said):
+                yield text[len(said):]
+                said = text
+            out = self.model(input_ids=torch.tensor([[token]], device=embeds.device),
+                             cache=past, use_cache=True)
+            past = out.past_key_values
+        if len(self.decode(ids)) > len(said):
+            yield self.decode(ids)[len(said):]
 
     @torch.inference_mode()
     def greedy(self, embeds: torch.Tensor, max_tokens: int) -> list[int]:
