@@ -33,6 +33,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,14 +164,17 @@ def spoken(text: str, voice: str, wav: Path, key: str, passage_id: str, kind: st
     return Utterance(key, passage_id, str(wav), 0.0, audio.duration_s(wav), voice, text, kind)
 
 
-def sentence_pieces(passages: list[Utterance], pieces_dir: Path, min_words: int = 5
+def sentence_pieces(passages: list[Utterance], pieces_dir: Path, min_words: int = 5,
+                    on_progress: Callable[[int, int], None] | None = None
                     ) -> list[Utterance]:
     """Stage 1's sentence-level pieces: each sentence of at least ``min_words`` words of
     each passage, spoken on its own in the passage's voice (``pieces_dir``)."""
     from speechrag.corpus.wikispoken import sentences
 
     out = []
-    for u in passages:
+    for n, u in enumerate(passages, start=1):
+        if on_progress:
+            on_progress(n, len(passages))
         for i, sentence in enumerate(sentences(u.text)):
             if len(sentence.split()) >= min_words:
                 name = f"{u.key}-s{i}"
@@ -181,7 +185,8 @@ def sentence_pieces(passages: list[Utterance], pieces_dir: Path, min_words: int 
 
 def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tuple[str, ...],
                       about: dict[str, dict[str, str]] | None = None, distractors: int = 1,
-                      seed: int = 0) -> list[Example]:
+                      seed: int = 0, on_progress: Callable[[int, int], None] | None = None
+                      ) -> list[Example]:
     """The fine-tuning examples of train passages, in the layout ``speechrag ask`` prompts
     a SpeechLLM with (:func:`speechrag.rag.speech_prompt`): the passage that answers
     among ``distractors`` other passages (seeded), numbered, and the answer written as
@@ -196,7 +201,9 @@ def finetune_examples(passages: list[Utterance], questions_dir: Path, tasks: tup
         return f"{Path(u.audio).name}, {mmss(u.start)}-{mmss(u.end)}"
 
     out: list[Example] = []
-    for u in passages:
+    for done, u in enumerate(passages, start=1):
+        if on_progress:
+            on_progress(done, len(passages))
         if "asr" in tasks:
             out.append(asr_example(u))
         qs = questions_for({"passage_id": u.passage_id, "text": u.text,
@@ -343,13 +350,22 @@ def main(argv: list[str] | None = None) -> Path:
                                    "description": described.get(m["passage_id"], "")}
                  for c in corpora for m in c.manifest}
         train = _subset(train, config.data_fraction, config.seed)
-        examples = finetune_examples(train, speech_dir / "questions", config.tasks, about,
-                                     config.distractors, config.seed)
-        val_examples = finetune_examples(val, speech_dir / "questions", config.tasks, about,
-                                         config.distractors, config.seed)
+        with progress:
+            task = progress.add_task("speaking questions", total=None, info="")
+            done = lambda i, n: progress.update(task, completed=i, total=n)  # noqa: E731
+            examples = finetune_examples(train, speech_dir / "questions", config.tasks, about,
+                                         config.distractors, config.seed, done)
+            val_examples = finetune_examples(val, speech_dir / "questions", config.tasks,
+                                             about, config.distractors, config.seed)
+            progress.remove_task(task)
     else:
         if config.sentences:  # a batch draws one utterance per passage: whole or a piece
-            train = train + sentence_pieces(train, speech_dir / "pieces")
+            with progress:
+                task = progress.add_task("speaking sentences", total=None, info="")
+                train = train + sentence_pieces(
+                    train, speech_dir / "pieces",
+                    on_progress=lambda i, n: progress.update(task, completed=i, total=n))
+                progress.remove_task(task)
         if config.objective == "asr":  # validated by its own loss on held-out passages
             val_examples = [asr_example(u) for u in val]
     speech = train + val + [u for e in examples + val_examples for u in e.speech
