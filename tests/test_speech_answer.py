@@ -125,3 +125,9 @@ def test_cli_speech_llm_without_a_path_means_the_shipped_one(index: Path, capsys
         main(["ask", "--index", str(index), "--query", "What is bread?", "--speech-llm"])
     assert stop.value.code != 0
     assert "ships none yet" in capsys.readouterr().err
+
+
+def test_python_api_takes_the_speech_llm(index: Path, projector: Path, tmp_path: Path):
+    wav = speak("Which instrument is played with a bow?", tmp_path / "q.wav")
+    answer = speechrag.ask(index, audio=wav, k=1, speech_llm=projector, context="speech")
+    assert answer.context == "speech" and answer.hits and isinstance(answer.text, str)

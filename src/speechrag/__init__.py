@@ -141,27 +141,34 @@ def search(index_dir: str | Path, question: str, k: int = 10, hybrid: float = 0.
 
 def ask_stream(index_dir: str | Path, question: str | None = None, k: int = 5,
                llm: LLM | LLMConfig | str | None = None, audio: str | Path | None = None,
-               context: str = "stored", context_tokens: int | None = None) -> AnswerStream:
+               context: str = "stored", context_tokens: int | None = None,
+               speech_llm: str | Path | bool | None = None) -> AnswerStream:
     """Answer a question from an index with an LLM, streamed: iterate the returned
     stream for the answer's pieces as they are written; its ``answer`` is then the
     whole :class:`~speechrag.rag.Answer`. Give ``question`` (text) or ``audio`` (a
     spoken question's file). ``llm``: a local model name, a ``.gguf`` path, an
     OpenAI-compatible server URL, or None for the default local model.
     ``context_tokens``: the most tokens of hit text the LLM reads (None: the default,
-    ``speechrag.rag.CONTEXT_TOKENS``; 0: every word of every hit)."""
+    ``speechrag.rag.CONTEXT_TOKENS``; 0: every word of every hit). ``context``:
+    ``stored``, ``asr`` or ``speech`` (the SpeechLLM hears the hits' audio);
+    ``speech_llm``: the SpeechLLM answers and hears a spoken question as speech (True:
+    the shipped projector; or a checkpoint's path)."""
     from speechrag.audio import load_query_audio
     from speechrag.rag import Asker
 
     samples = load_query_audio(audio) if audio is not None else None
-    asker = Asker(index_dir, llm, context=context, context_tokens=context_tokens)
+    asker = Asker(index_dir, llm, context=context, context_tokens=context_tokens,
+                  speech_llm=speech_llm)
     return asker.stream(question, samples, k, source=str(audio))
 
 
 def ask(index_dir: str | Path, question: str | None = None, k: int = 5,
         llm: LLM | LLMConfig | str | None = None, audio: str | Path | None = None,
-        context: str = "stored", context_tokens: int | None = None) -> Answer:
+        context: str = "stored", context_tokens: int | None = None,
+        speech_llm: str | Path | bool | None = None) -> Answer:
     """Answer a question from an index with an LLM: ``Answer(text, citations, hits,
     timings, ...)``; each citation is a hit the answer cites as [n] (hits of one
     recording that overlap are cited as one span), with its source and start/end in
     seconds. See :func:`ask_stream` for the arguments."""
-    return ask_stream(index_dir, question, k, llm, audio, context, context_tokens).text()
+    return ask_stream(index_dir, question, k, llm, audio, context, context_tokens,
+                      speech_llm).text()
