@@ -34,7 +34,12 @@ from speechrag.config import strict_config
 from speechrag.models.losses import IGNORE
 from speechrag.models.qformer import QFormerConfig, WindowQFormer
 from speechrag.models.torch_llm import FrozenLLM, load_frozen_llm
-from speechrag.models.trained import read_checkpoint, whisper_digest, write_checkpoint
+from speechrag.models.trained import (
+    load_trained_state,
+    read_checkpoint,
+    whisper_digest,
+    write_checkpoint,
+)
 
 SPEECH = "<|speech|>"  # where a prompt's speech goes; split on, never tokenized
 
@@ -182,18 +187,5 @@ class SpeechLLM(nn.Module):
         if llm is not None and llm.name != config.llm:
             raise ValueError(f"{path}: a projector for {config.llm}, not {llm.name}")
         model = cls(config, llm)
-        saved = payload.get("pretrained", {})
-        for part, digest in model.pretrained_digests().items():
-            if saved.get(part) and digest and saved[part] != digest:
-                name = config.llm if part == "llm" else config.whisper
-                raise ValueError(f"{path}: trained against another copy of {name} "
-                                 f"({part} checksum differs)")
-        try:
-            missing, unexpected = model.load_state_dict(payload["state"], strict=False)
-        except RuntimeError as err:
-            raise ValueError(f"{path}: weights do not fit the config ({err})") from err
-        missing = sorted(set(model.trained_state_dict()) & set(missing))
-        if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit the config "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        load_trained_state(model, path, payload, {"llm": config.llm, "whisper": config.whisper})
         return model.eval()

@@ -31,7 +31,7 @@ from speechrag.assets import file_sha256, resolve
 from speechrag.models.text_encoder import TextEncoder
 
 __all__ = ["CHECKPOINT_FORMAT", "TrainedModel", "file_sha256", "read_checkpoint",
-           "tensor_digest", "whisper_digest", "write_checkpoint"]
+           "load_trained_state", "tensor_digest", "whisper_digest", "write_checkpoint"]
 
 CHECKPOINT_FORMAT = 2
 UPGRADE = "python -m speechrag.train.upgrade"
@@ -72,6 +72,27 @@ def write_checkpoint(path: str | Path, arch: str, config: dict[str, Any],
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def load_trained_state(model: Any, path: str | Path, payload: dict[str, Any],
+                       names: dict[str, str]) -> None:
+    """Put a checkpoint's trained weights into ``model`` (which has
+    ``pretrained_digests`` and ``trained_state_dict``), after checking that its frozen
+    parts are the copies it was trained with (``names``: each part's asset name, for the
+    message). A mismatch, or weights that do not fit, is a ValueError naming the file."""
+    saved = payload.get("pretrained", {})
+    for part, digest in model.pretrained_digests().items():
+        if saved.get(part) and digest and saved[part] != digest:
+            raise ValueError(f"{path}: trained against another copy of {names.get(part, part)} "
+                             f"({part} checksum differs)")
+    try:
+        missing, unexpected = model.load_state_dict(payload["state"], strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise ValueError(f"{path}: weights do not fit the config ({err})") from err
+    missing = sorted(set(model.trained_state_dict()) & set(missing))
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not fit the config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def tensor_digest(t: torch.Tensor) -> str:
@@ -164,18 +185,6 @@ class TrainedModel(nn.Module):
         config = cls.config_cls.from_dict(payload["config"])
         text = text or TextEncoder(config.text_encoder)
         model = cls.build(config, text, payload["state"])
-        saved = payload.get("pretrained", {})
-        for part, digest in model.pretrained_digests().items():
-            if saved.get(part) and digest and saved[part] != digest:
-                name = config.text_encoder if part == "text_encoder" else config.whisper
-                raise ValueError(f"{path}: trained against another copy of {name} "
-                                 f"({part} checksum differs)")
-        try:
-            missing, unexpected = model.load_state_dict(payload["state"], strict=False)
-        except RuntimeError as err:  # shape mismatch
-            raise ValueError(f"{path}: weights do not fit the config ({err})") from err
-        missing = sorted(set(model.trained_state_dict()) & set(missing))
-        if missing or unexpected:
-            raise ValueError(f"{path}: weights do not fit the config "
-                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        load_trained_state(model, path, payload, {"text_encoder": config.text_encoder,
+                                                  "whisper": config.whisper})
         return model.eval()
