@@ -80,6 +80,7 @@ class SpeechLLMTrainConfig:
     eval_every: int = 100
     val_fraction: float = 0.05
     max_val: int = 24  # validation passages (and their questions) scored
+    max_val_examples: int = 48  # finetune: held-out examples scored (seeded sample)
     seed: int = 0
 
     @classmethod
@@ -111,6 +112,7 @@ class SpeechLLMTrainConfig:
                         ("temperature", self.temperature > 0, "> 0"),
                         ("eval_every", self.eval_every >= 1, ">= 1"),
                         ("val_fraction", 0 <= self.val_fraction < 1, "in [0, 1)"),
+                        ("max_val_examples", self.max_val_examples >= 1, ">= 1"),
                     ) if not ok]
         if problems:
             raise ValueError("SpeechLLM train config: " + "; ".join(problems))
@@ -357,6 +359,9 @@ def main(argv: list[str] | None = None) -> Path:
                                          config.distractors, config.seed, done)
             val_examples = finetune_examples(val, speech_dir / "questions", config.tasks,
                                              about, config.distractors, config.seed)
+            if len(val_examples) > config.max_val_examples:  # answering them takes minutes
+                val_examples = random.Random(config.seed).sample(val_examples,
+                                                                 config.max_val_examples)
             progress.remove_task(task)
     else:
         if config.sentences:  # a batch draws one utterance per passage: whole or a piece
