@@ -294,10 +294,7 @@ def ask(
     config = LLMConfig(max_tokens=max_tokens) if llm is None else \
         LLMConfig(model=llm, max_tokens=max_tokens)
     asker = Asker(index_dir, config, context=context, context_tokens=context_tokens,
-                  speech_llm=None if speech_llm in (None, DEFAULT_PROJECTOR) else speech_llm)
-    if speech_llm == DEFAULT_PROJECTOR and asker.speech is None:  # --context stored|asr
-        asker = Asker(index_dir, config, context=context, context_tokens=context_tokens,
-                      speech_llm=True)
+                  speech_llm=True if speech_llm == DEFAULT_PROJECTOR else speech_llm)
 
     def note(message: str) -> None:
         err.print(message, markup=False, highlight=False)
