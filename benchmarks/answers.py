@@ -1,8 +1,8 @@
 """The answer benchmark: how much each retriever is worth to the final answer.
 
     .venv/bin/python benchmarks/answers.py [--llm qwen2.5-coder-1.5b] [--every N] [--limit N]
-        [--rows closed clean cascade clsr clsr+seal clsr-asr] [--forms written spoken]
-        [--ks 5 3 1] [--context-tokens 400] [--table-only]
+        [--rows closed clean cascade clsr clsr+seal clsr-asr clsr-speech] [--forms written spoken]
+        [--ks 5 3 1] [--context-tokens 400] [--speech-llm PATH] [--table-only]
 
 WikiSpoken-QA (speechrag.corpus.qa) over the 100-passage WikiSpoken test corpus in the
 evaluation voices (the one benchmarks/wikispoken.py builds): 319 questions whose gold
@@ -14,7 +14,11 @@ them with the same LLM (greedy, the CLI's prompt and answer length):
 - cascade, clsr, clsr+seal: the long-form recordings indexed by that model, the text
   stored with each hit as context (``--context stored``);
 - clsr-asr: the clsr index with ``--context asr`` (the hits' windows transcribed by
-  Whisper when asked, kept in the index for the next question).
+  Whisper when asked, kept in the index for the next question);
+- clsr-speech: the clsr index with ``--context speech`` and ``--speech-llm``: the hits'
+  audio and a spoken question go into the SpeechLLM as speech (no ASR anywhere); it
+  answers with the projector's own LLM (``--speech-llm``, default the shipped one), so
+  compare it in a table whose ``--llm`` is that LLM.
 
 Metrics: answer accuracy (the normalized gold string is in the answer), citation
 accuracy (a cited hit overlaps the gold passage), the share answered "the recordings do
@@ -62,9 +66,9 @@ from speechrag.rag import (
     says_no_answer,
 )
 
-ROWS = ("closed", "clean", "cascade", "clsr", "clsr+seal", "clsr-asr")
+ROWS = ("closed", "clean", "cascade", "clsr", "clsr+seal", "clsr-asr", "clsr-speech")
 INDEX_OF = {"clean": "index-clean-text", "cascade": "index-cascade", "clsr": "index-clsr",
-            "clsr+seal": "index-clsr_seal", "clsr-asr": "index-clsr"}
+            "clsr+seal": "index-clsr_seal", "clsr-asr": "index-clsr", "clsr-speech": "index-clsr"}
 OUT = RESULTS / "answers"
 
 
@@ -176,8 +180,11 @@ def answer_all(row: str, form: str, k: int, questions: list[dict], got: dict[str
                                       prompt, 96, "stored", t0, dict(r["timings"]))
             else:
                 hits = [Hit(**h) for h in r["hits"][:k]]
-                stream = asker.stream(retrieved=Retrieved(r["words"], hits, r["heard"],
-                                                          dict(r["timings"])))
+                # a SpeechLLM hears the spoken question itself (clsr-speech)
+                audio = load_query_audio(q["audio"]) \
+                    if form == "spoken" and asker.speech_question else None
+                stream = asker.stream(audio=audio, retrieved=Retrieved(
+                    r["words"], hits, r["heard"], dict(r["timings"])))
             answer = stream.text()
             text, timings, prompt_tokens = answer.text, answer.timings, answer.prompt_tokens
             cites = [c.n for c in answer.citations]  # passages: overlapping hits are one
@@ -302,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ks", nargs="+", type=int, default=[5, 3, 1])
     ap.add_argument("--context-tokens", type=int, default=CONTEXT_TOKENS,
                     help="the passages' token budget in the prompt (0 = every word)")
+    ap.add_argument("--speech-llm", default=None,
+                    help="clsr-speech's projector (default: the shipped one)")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--tag", default="",
                     help="keep this run's answers apart (e.g. a latency run on an idle machine)")
@@ -327,7 +336,10 @@ def main(argv: list[str] | None = None) -> None:
                     if row == "closed" and k != max(args.ks):
                         continue  # no hits: one closed-book row
                     asker = None
-                    if row != "closed":
+                    if row == "clsr-speech":
+                        asker = Asker(ensure_index(row, corpus, work, folder), llm,
+                                      context="speech", speech_llm=args.speech_llm or True)
+                    elif row != "closed":
                         asker = Asker(ensure_index(row, corpus, work, folder), llm,
                                       context="asr" if row == "clsr-asr" else "stored",
                                       context_tokens=args.context_tokens)
