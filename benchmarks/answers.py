@@ -69,6 +69,7 @@ from speechrag.rag import (
 ROWS = ("closed", "clean", "cascade", "clsr", "clsr+seal", "clsr-asr", "clsr-speech")
 INDEX_OF = {"clean": "index-clean-text", "cascade": "index-cascade", "clsr": "index-clsr",
             "clsr+seal": "index-clsr_seal", "clsr-asr": "index-clsr", "clsr-speech": "index-clsr"}
+CONTEXT_OF = {"clsr-asr": "asr", "clsr-speech": "speech"}  # rows on the clsr index
 OUT = RESULTS / "answers"
 
 
@@ -105,7 +106,7 @@ def ensure_index(row: str, corpus, work: Path, folder: Path) -> Path:  # type: i
         docs = {m["passage_id"]: m["text"] for m in corpus.manifest}
         speechrag.index_texts(sorted(docs.items()), path)
     else:
-        model = "clsr" if row == "clsr-asr" else row
+        model = "clsr" if row in CONTEXT_OF else row
         speechrag.index_audio(corpus.audio_files(), path, model=model)
     return path
 
@@ -338,13 +339,12 @@ def main(argv: list[str] | None = None) -> None:
                     if row == "closed" and k != max(args.ks):
                         continue  # no hits: one closed-book row
                     asker = None
-                    if row == "clsr-speech":
+                    if row != "closed":
                         asker = Asker(ensure_index(row, corpus, work, folder), llm,
-                                      context="speech", speech_llm=args.speech_llm or True)
-                    elif row != "closed":
-                        asker = Asker(ensure_index(row, corpus, work, folder), llm,
-                                      context="asr" if row == "clsr-asr" else "stored",
-                                      context_tokens=args.context_tokens)
+                                      context=CONTEXT_OF.get(row, "stored"),
+                                      context_tokens=args.context_tokens,
+                                      speech_llm=(args.speech_llm or True)
+                                      if row == "clsr-speech" else None)
                     elif form == "spoken" and whisper is None:
                         from speechrag.retrievers.cascade import CascadeConfig, Transcriber
 
