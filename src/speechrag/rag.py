@@ -40,17 +40,20 @@ MAX_QUESTION_CHARS = 1000
 CONTEXTS = ("stored", "asr", "speech")
 CONTEXT_TOKENS = 300  # the passages' budget in the prompt: benchmarks/answer_prompt.py --budgets
 ASR_MODEL = "whisper-base"  # the cascade's ASR, and the one `--context asr` uses
-SYSTEM = (  # chosen on train-split questions: benchmarks/answer_prompt.py
-    "Answer the question using only the numbered passages below, which are transcripts of "
-    "recordings. Reply with the answer in a few words, then the number of the passage it "
-    "comes from in brackets, for example: Paris [2]. If no passage answers the question, "
-    f"reply exactly: {NO_ANSWER}")
+
+
+def _system(passages: str) -> str:
+    """The instruction, for passages that are ``passages``."""
+    return (f"Answer the question using only the numbered passages below, {passages}. "
+            "Reply with the answer in a few words, then the number of the passage it comes "
+            "from in brackets, for example: Paris [2]. If no passage answers the question, "
+            f"reply exactly: {NO_ANSWER}")
+
+
+# chosen on train-split questions: benchmarks/answer_prompt.py
+SYSTEM = _system("which are transcripts of recordings")
+SPEECH_SYSTEM = _system("some of which are recordings")  # for a SpeechLLM that hears them
 CLOSED_BOOK = "Answer the question in a few words."  # the benchmark's no-retrieval row
-SPEECH_SYSTEM = (  # SYSTEM, for a SpeechLLM that hears the passages
-    "Answer the question using only the numbered passages below, some of which are "
-    "recordings. Reply with the answer in a few words, then the number of the passage it "
-    "comes from in brackets, for example: Paris [2]. If no passage answers the question, "
-    f"reply exactly: {NO_ANSWER}")
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,17 @@ def messages_for(question: str, hits: list[Hit], texts: list[str]) -> Messages:
     if not hits:
         return [{"role": "system", "content": CLOSED_BOOK},
                 {"role": "user", "content": question}]
-    passages = "\n\n".join(f"[{n}] ({describe(h)})\n{' '.join(t.split())}"
-                           for n, (h, t) in enumerate(zip(hits, texts, strict=True), start=1))
     return [{"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Passages:\n\n{passages}\n\nQuestion: {question}"}]
+            {"role": "user", "content": _numbered(question, [describe(h) for h in hits],
+                                                   [" ".join(t.split()) for t in texts])}]
+
+
+def _numbered(question: str, labels: list[str], bodies: list[str]) -> str:
+    """The user turn: the passages numbered from 1, each with its label (source and
+    span) and its body, then the question."""
+    passages = "\n\n".join(f"[{n}] ({label})\n{body}" for n, (label, body)
+                           in enumerate(zip(labels, bodies, strict=True), start=1))
+    return f"Passages:\n\n{passages}\n\nQuestion: {question}"
 
 
 def speech_prompt(question: str | None, labels: list[str], texts: list[str | None]
@@ -127,11 +137,8 @@ def speech_prompt(question: str | None, labels: list[str], texts: list[str | Non
     order, passages first. The SpeechLLM is fine-tuned on this same layout."""
     from speechrag.models.speechllm import SPEECH
 
-    passages = "\n\n".join(f"[{n}] ({label})\n{SPEECH if t is None else ' '.join(t.split())}"
-                           for n, (label, t) in enumerate(zip(labels, texts, strict=True),
-                                                          start=1))
-    asked = SPEECH if question is None else question
-    return SPEECH_SYSTEM, f"Passages:\n\n{passages}\n\nQuestion: {asked}"
+    bodies = [SPEECH if t is None else " ".join(t.split()) for t in texts]
+    return SPEECH_SYSTEM, _numbered(SPEECH if question is None else question, labels, bodies)
 
 
 def build_prompt(question: str, hits: list[Hit], texts: list[str], llm: LLM,
