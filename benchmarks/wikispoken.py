@@ -31,6 +31,10 @@ from speechrag.lexical import HybridConfig
 from speechrag.report import plot_reports, report_name, write_report
 
 RESULTS = Path(__file__).parent / "results"
+# who speaks each corpus: the test split in the evaluation voices; the held-out train
+# passages in training voices (evaluation voices are for the test table alone)
+VOICES = {"test": ("flite:slt", "festival:kal_diphone"),
+          "validation": ("flite:kal", "flite:awb")}
 BASELINES = ("cascade", "cascade-window", "cascade-moonshine", "cascade-beam5")
 
 
@@ -108,6 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--passages", type=int, default=100)
     ap.add_argument("--models", nargs="+",
                     default=["cascade", "cascade-beam5", "seal", "gold-text"])
+    ap.add_argument("--split", choices=sorted(VOICES), default="test",
+                    help="test (evaluation voices), or validation: the train passages "
+                         "training holds out, in two training voices (to choose a setting "
+                         "on before the test run)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--fresh", action="store_true", help="re-index every model in this run")
     ap.add_argument("--work", type=Path, default=None,
@@ -118,16 +126,18 @@ def main(argv: list[str] | None = None) -> None:
                     help="also score each model with hybrid search at this lexical weight")
     args = ap.parse_args(argv)
 
-    config = CorpusConfig(split="test", passages=args.passages,
-                          voices=("flite:slt", "festival:kal_diphone"), layout="episodes")
-    root = cache_dir() / "bench" / f"wikispoken-test-{args.passages}"
+    voices = VOICES[args.split]
+    config = CorpusConfig(split=args.split, passages=args.passages, voices=voices,
+                          layout="episodes")
+    root = cache_dir() / "bench" / f"wikispoken-{args.split}-{args.passages}"
     corpus = build_corpus(config, root)
     if args.spoken_queries and not corpus.spoken_queries:
         corpus = speak_queries(root)
     audio_min = sum(m["end"] - m["start"] for m in corpus.manifest) / 60
     print(f"corpus: {len(corpus.manifest)} passages, {len(corpus.audio_files())} episodes, "
           f"{audio_min:.1f} min of speech, {len(corpus.queries)} queries", flush=True)
-    work = args.work or cache_dir() / "bench" / f"eval-{args.passages}"
+    tag = "" if args.split == "test" else f"{args.split}-"
+    work = args.work or cache_dir() / "bench" / f"eval-{tag}{args.passages}"
     reports = []
     for model in args.models:
         if args.fresh:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,6 +26,29 @@ def test_split_rule_is_the_fixed_one() -> None:
     assert sum(counts.values()) == len(load_passages()) > 9900
     assert 900 < counts["test"] < 1100 and 900 < counts["dev"] < 1100
     assert all(p.split == split_of(p.title) for p in load_passages())
+
+
+def test_validation_is_the_train_passages_training_holds_out(tmp_path: Path) -> None:
+    """A validation corpus speaks exactly the train passages the training apps hold out
+    (the same hash, at the smallest held-out share any config uses), in training
+    voices only, and training refuses it."""
+    from speechrag.corpus.build import load_corpus
+    from speechrag.train.data import held_out, training_utterances
+
+    val = passages("validation")
+    assert len(val) == 302 and all(p.split == "train" for p in val)
+    assert {p.passage_id for p in val} < {p.passage_id for p in passages("train")}
+    with pytest.raises(tts.VoiceError, match="training voices only"):
+        CorpusConfig(split="validation", voices=("flite:slt",))
+    c = build_corpus(CorpusConfig(split="validation", passages=2, layout="passages",
+                                  voices=("flite:kal",)), tmp_path)
+    assert {m["passage_id"] for m in c.manifest} <= {p.passage_id for p in val}
+    with pytest.raises(ValueError, match="training uses train-split corpora only"):
+        training_utterances(load_corpus(tmp_path))
+    # training's split of utterances by passage: the validation passages, no others
+    utts = [SimpleNamespace(passage_id=p.passage_id) for p in passages("train")]
+    _, held = held_out(utts, 0.04)  # type: ignore[arg-type]
+    assert {u.passage_id for u in held} == {p.passage_id for p in val}
 
 
 def test_queries_skip_empty_and_shared_descriptions() -> None:

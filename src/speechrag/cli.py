@@ -538,11 +538,14 @@ def train(
 @user_errors
 def corpus_build(
     out_dir: Annotated[Path, typer.Option("--out", help="Corpus directory.")],
-    split: Annotated[str, typer.Option(help="train, dev or test.")] = "test",
+    split: Annotated[str, typer.Option(
+        help="train, dev or test; or validation (the train passages training holds out, "
+             "in training voices).")] = "test",
     passages: Annotated[int, typer.Option(help="Number of passages.", min=1)] = 50,
     voices: Annotated[list[str] | None, typer.Option(
         help="Voices, repeated or comma-separated (default: the evaluation voices "
-             "flite:slt,festival:kal_diphone). A train corpus may shift flite voices into "
+             "flite:slt,festival:kal_diphone; for train and validation, the training "
+             "voices). A train corpus may shift flite voices into "
              "other speakers: flite:awb:shift draws one per passage, flite:awb:w1.2:f150 is "
              "one (vocal-tract warp, mean pitch in Hz).")] = None,
     layout: Annotated[str, typer.Option(
@@ -559,7 +562,8 @@ def corpus_build(
     from speechrag.corpus.build import CorpusConfig, build_corpus, default_workers
 
     chosen = tuple(v.strip() for vs in (voices or []) for v in vs.split(",") if v.strip())
-    config = CorpusConfig(split=split, passages=passages, voices=chosen or tts.EVALUATION,
+    default = tts.TRAINING if split in ("train", "validation") else tts.EVALUATION
+    config = CorpusConfig(split=split, passages=passages, voices=chosen or default,
                           layout=layout, seed=seed, per_episode=per_episode)
     with _progress() as progress:
         task = progress.add_task("speaking passages", total=passages)

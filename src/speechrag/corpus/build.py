@@ -33,7 +33,7 @@ import soundfile as sf
 
 from speechrag import audio
 from speechrag.corpus import tts
-from speechrag.corpus.wikispoken import Passage, passages, queries_for
+from speechrag.corpus.wikispoken import VALIDATION, Passage, passages, queries_for
 
 LAYOUTS = ("episodes", "passages", "queries")  # queries: no passage audio (text targets)
 SPOKEN_QUERIES = "spoken_queries.jsonl"
@@ -65,9 +65,9 @@ class CorpusConfig:
             role = tts.role_of(v)
             if role == "reserved":
                 raise tts.VoiceError(f"{v!r} is a reserved voice: speechrag never uses it")
-            if self.split == "train" and role != "training":
+            if self.split in ("train", VALIDATION) and role != "training":
                 raise tts.VoiceError(
-                    f"{v!r} is an {role} voice: train corpora use training voices only "
+                    f"{v!r} is an {role} voice: {self.split} corpora use training voices only "
                     f"({', '.join(tts.TRAINING)})")
             tts.parse_voice(v)  # a malformed spec fails here, before anything is written
 
@@ -259,13 +259,13 @@ def speak_queries(root: str | Path, voices: tuple[str, ...] | None = None,
     """Speak a built corpus's queries: ``query_audio/<id>.wav`` and
     ``spoken_queries.jsonl``. Each query gets one voice, alternating over ``voices``
     (default: the evaluation voices of a dev/test corpus, the corpus's own voices of a
-    train corpus); the voice roles of :class:`CorpusConfig` apply. Resumable; ``workers``
-    queries are spoken at a time."""
+    train or validation corpus); the voice roles of :class:`CorpusConfig` apply.
+    Resumable; ``workers`` queries are spoken at a time."""
     root = Path(root)
     corpus = load_corpus(root)
     split = corpus.config.get("split")
     own = tuple(corpus.config.get("voices") or tts.TRAINING)
-    voices = voices or (own if split == "train" else tts.EVALUATION)
+    voices = voices or (own if split in ("train", VALIDATION) else tts.EVALUATION)
     CorpusConfig(split=split, passages=1, voices=voices)  # enforces the voice roles
     for engine in {v.partition(":")[0] for v in voices}:
         tts.check_engine(engine)

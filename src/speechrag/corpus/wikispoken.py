@@ -6,6 +6,11 @@ extract (the lead) and a human-written Wikidata short description.
 
 The split never changes: a passage is **test** iff
 ``int(sha1(title).hexdigest(), 16) % 10 == 0``, **dev** iff ``== 1``, else **train**.
+
+**validation** is not a fourth split but the train passages every training app holds
+out (:func:`held_out_bucket` below ``VALIDATION_FRACTION``: 302 passages): a corpus of
+them, spoken long-form in training voices, checks a model or an inference setting on
+long-form audio without touching dev or test.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pathlib import Path
 from speechrag.assets import AssetError
 
 SPLITS = ("train", "dev", "test")
+VALIDATION = "validation"  # the held-out train passages (a corpus "split", not a 4th split)
+VALIDATION_FRACTION = 0.04  # the smallest held-out share of the training configs
 MAX_WORDS = 120  # passages are cut at a sentence end near this many words (median lead: 73)
 
 
@@ -104,9 +111,20 @@ def load_passages() -> tuple[Passage, ...]:
     return tuple(out)
 
 
+def held_out_bucket(passage_id: str) -> float:
+    """A passage's place in [0, 1] by a hash of its id: training holds out the train
+    passages below its ``val_fraction`` (each with all its questions and renditions)."""
+    return int(hashlib.sha1(passage_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def passages(split: str) -> list[Passage]:
+    """The passages of ``split`` (train, dev, test) or of ``validation`` (the train
+    passages held out from training)."""
+    if split == VALIDATION:
+        return [p for p in passages("train")
+                if held_out_bucket(p.passage_id) < VALIDATION_FRACTION]
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; one of {SPLITS}")
+        raise ValueError(f"unknown split {split!r}; one of {(*SPLITS, VALIDATION)}")
     return [p for p in load_passages() if p.split == split]
 
 

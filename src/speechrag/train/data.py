@@ -32,6 +32,7 @@ import torch
 from speechrag import audio
 from speechrag.corpus import tts
 from speechrag.corpus.build import Corpus, CorpusConfig
+from speechrag.corpus.wikispoken import held_out_bucket
 from speechrag.models.losses import IGNORE
 from speechrag.models.text_encoder import TextEncoder
 
@@ -151,11 +152,8 @@ def held_out(utterances: list[Utterance], fraction: float) -> tuple[list[Utteran
                                                                      list[Utterance]]:
     """(train, validation) by a hash of the passage id: a passage and its spoken
     queries are wholly on one side."""
-    def bucket(u: Utterance) -> float:
-        return int(hashlib.sha1(u.passage_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    val = [u for u in utterances if bucket(u) < fraction]
-    return [u for u in utterances if bucket(u) >= fraction], val
+    val = [u for u in utterances if held_out_bucket(u.passage_id) < fraction]
+    return [u for u in utterances if held_out_bucket(u.passage_id) >= fraction], val
 
 
 def cap_validation(val: list[Utterance], max_passages: int) -> list[Utterance]:
