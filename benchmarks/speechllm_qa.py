@@ -258,7 +258,13 @@ def chart(report: dict, path: Path) -> None:
     x = np.arange(len(rows))
     for i, (key, label) in enumerate((("spoken_qa_acc", "spoken passages"),
                                       ("spoken_question_acc", "spoken question"))):
-        ax.bar(x + (i - 0.5) * 0.4, [100 * r.get(key, 0.0) for r in rows], 0.4, label=label)
+        at = x + (i - 0.5) * 0.4
+        measured = [key in r for r in rows]
+        bars = ax.bar(at[measured], [100 * r[key] for r in rows if key in r], 0.4, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)  # a measured zero shows as "0.0"
+        for where in at[[not m for m in measured]]:  # not run: say so, not a zero bar
+            ax.text(where, 0.5, "n/a", ha="center", va="bottom", fontsize=7,
+                    color=bars.patches[0].get_facecolor() if bars.patches else "grey")
     ax.set_xticks(x, [r["run"] for r in rows], rotation=20, ha="right")
     ax.set_ylabel("answer accuracy (%)")
     ax.set_title("SpeechLLM on WikiSpoken-QA (test passages, evaluation voices)")
