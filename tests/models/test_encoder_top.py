@@ -124,3 +124,45 @@ def test_an_init_that_trains_more_blocks_keeps_the_trained_ones_on_top(
     assert grow_top_state(same, 1, 1) is same and grow_top_state(same, 0, 3) is same
     with pytest.raises(ValueError, match="may train more of them"):
         grow_top_state(new.state_dict(), 3, 1)
+
+
+def test_top_blocks_per_piece_are_the_whole_encoder_on_each_piece(
+        clips: list[np.ndarray]) -> None:
+    """Scope "piece": in training (the model splits each row at the piece edges) and at
+    search time (the piece encoder runs the blocks, each piece once) the trained blocks
+    see one 20 s piece at a time, so with Whisper's own weights a segment's states are
+    the whole encoder's on each piece; scope "segment" attends across the edge."""
+    from speechrag.segment import Segment
+
+    gap = np.zeros(audio.SAMPLE_RATE, dtype=np.float32)
+    long = np.concatenate([c for clip in clips * 4 for c in (clip, gap)])[:60 * audio.SAMPLE_RATE]
+    assert len(long) == 60 * audio.SAMPLE_RATE  # three pieces of 20 s
+
+    def window(a: int, b: int) -> Segment:
+        return Segment("rec.wav", float(a), float(b),
+                       long[a * audio.SAMPLE_RATE:b * audio.SAMPLE_RATE])
+
+    top = EncoderTop("whisper-tiny.en", 2, scope="piece").eval()
+    whole = SpeechStates("whisper-tiny.en", dtype="float32")
+    below = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=2)
+    first = window(0, 40)
+    ref, ref_mask = whole.segments([first])
+    assert ref_mask.shape[1] == 2000
+    lower, mask = below.segments([first, window(0, 21)])  # 21 s: one piece (1 s joins it)
+    with torch.no_grad():
+        trained = top(lower, mask)
+        across = top.run(lower, mask)  # scope "segment"
+    torch.testing.assert_close(trained[:1], ref, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(across[:1], ref, atol=1e-2)
+    torch.testing.assert_close(trained[1], across[1])  # one piece: the same computation
+    assert float(trained[1][~mask[1]].abs().max()) == 0.0
+
+    per_piece = SpeechStates("whisper-tiny.en", dtype="float32", trained_top=2, top=top.run)
+    states, _ = per_piece.segments([first])
+    torch.testing.assert_close(states, ref, atol=1e-4, rtol=1e-4)
+    per_piece.segments([window(20, 60)])  # its first piece is the first window's second
+    assert per_piece.encoded_s == 60.0
+    with pytest.raises(ValueError, match="trained_top=0"):
+        SpeechStates("whisper-tiny.en", top=top.run)
+    with pytest.raises(ValueError, match="encoder_top_scope"):
+        EncoderTop("whisper-tiny.en", 2, scope="window")

@@ -126,3 +126,27 @@ def test_frozen_encoder_model_reads_states_below_the_others_trained_blocks(
     other = SealModel(SealConfig(**tiny, encoder_layers=1), text)
     with pytest.raises(ValueError, match=r"a\.pt and c\.pt trained different numbers"):
         share_states(trained, other, ("a.pt", "c.pt"))
+
+
+def test_a_per_piece_clsr_and_seal_share_one_piece_pass(
+        piece_clsr: Path, window_40s: Segment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a CLSR whose top blocks attend per piece, SEAL's copy of Whisper's top
+    blocks runs per piece too, both in the piece encoder: SEAL then reads exactly the
+    states it reads alone (the whole encoder per piece), and the fused scores are the
+    weighted sum of the two models' on a 40 s window, to fp32 rounding."""
+    from speechrag.retrievers import TRAINED_DIR, from_spec
+
+    monkeypatch.setenv("SPEECHRAG_ENCODER_DTYPE", "float32")
+    fused = from_spec({"kind": "fusion", "clsr": str(piece_clsr),
+                       "seal": str(TRAINED_DIR / "seal.pt"), "clsr_weight": 0.8})
+    assert fused.stacked and fused.speech.top is not None
+    assert fused.clsr.encoder_top is None and fused.seal.encoder_top is None
+    clsr = from_spec({"kind": "clsr", "checkpoint": str(piece_clsr)})
+    seal = from_spec({"kind": "seal", "checkpoint": str(TRAINED_DIR / "seal.pt")})
+    (vf, tf), (vc, tc), (vs, _) = (r.encode_segments([window_40s])
+                                   for r in (fused, clsr, seal))
+    assert tf == tc
+    questions = ["hot lava and ash", "a wooden instrument played with a bow"]
+    qf, qc, qs = (r.encode_text(questions) for r in (fused, clsr, seal))
+    np.testing.assert_allclose(qf @ vf.T, 0.8 * (qc @ vc.T) + 0.2 * (qs @ vs.T), atol=1e-5)
+    assert fused.speech.encoded_s == 40.0  # one pass for both models

@@ -90,3 +90,29 @@ def test_the_index_records_the_encoder_piece_and_refuses_another(
     assert Index.open(ix).config.encoding == {"piece_s": 20.0}
     report = speechrag.index_audio([speech_dir / "violin.wav"], ix)
     assert len(report.indexed) == 1
+
+
+def test_a_per_piece_clsr_indexes_what_it_trained_on(
+        piece_clsr: Path, window_40s, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLSR whose top blocks attend per piece (``encoder_top_scope: "piece"``): the
+    retriever runs them in the piece encoder (each piece once), and a 40 s window gets
+    the vector the model computes in training, where it splits the window itself."""
+    import numpy as np
+    import torch
+
+    from speechrag.models.clsr import ClsrModel
+    from speechrag.models.speech_states import SpeechStates
+
+    monkeypatch.setenv("SPEECHRAG_ENCODER_DTYPE", "float32")
+    retriever = from_spec({"kind": "clsr", "checkpoint": str(piece_clsr)})
+    assert retriever.model.encoder_top is None and retriever.speech.top is not None
+    vecs, _ = retriever.encode_segments([window_40s])
+
+    model = ClsrModel.load(piece_clsr)  # as in training: the model splits the window
+    assert model.encoder_top is not None and model.encoder_top.scope == "piece"
+    states, mask = SpeechStates("whisper-base", trained_top=2).segments([window_40s])
+    with torch.no_grad():
+        ref = model(states, mask)["speech_emb"].numpy()
+    np.testing.assert_allclose(vecs, ref, atol=1e-4)
+    shipped = from_spec({"kind": "clsr", "checkpoint": str(TRAINED_DIR / "clsr.pt")})
+    assert shipped.speech.top is None and shipped.model.encoder_top.scope == "segment"

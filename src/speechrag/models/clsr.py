@@ -85,6 +85,9 @@ class ClsrConfig:
     # Whisper's last blocks trained with the model (0: the whole encoder frozen); they
     # start from Whisper's weights (models/encoder_top.py).
     encoder_layers: int = 2
+    # Where those blocks attend (models/encoder_top.py): "segment", the whole window (as
+    # trained so far); "piece", each 20 s Whisper piece (indexing runs them once a piece)
+    encoder_top_scope: str = "segment"
     # Rank of the experimental document adapter (research/lora.py): low-rank updates on
     # a copy of the text encoder that embeds indexed speech only (``speechrag train
     # --arch clsr-adapter``); questions keep the frozen encoder. 0: none.
@@ -101,7 +104,8 @@ class ClsrConfig:
         """Unknown keys and values no model can use are errors naming the setting."""
         config = strict_config(cls, dict(values), "CLSR config")
         choices = {"aligner": ("ctc", "cif"), "state_pooling": ("mean", "stack"),
-                   "rare_tokens": ("unk", "spell")}
+                   "rare_tokens": ("unk", "spell"),
+                   "encoder_top_scope": ("segment", "piece")}
         for name, allowed in choices.items():
             if getattr(config, name) not in allowed:
                 raise ValueError(f"CLSR config: {name} must be one of {allowed}, not "
@@ -156,7 +160,8 @@ class ClsrModel(TrainedModel):
         self.vq = VQAdaptor(words, config.vq_temperature)
         self.register_buffer("time_table", sinusoids(4096, d) if config.time_encoding
                              else torch.zeros(1, d), persistent=False)
-        self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers)
+        self.encoder_top = (EncoderTop(config.whisper, config.encoder_layers,
+                                       config.encoder_top_scope)
                             if config.encoder_layers else None)
         self.doc_encoder: nn.Module | None = None
         if config.doc_adapter_rank:  # experimental: only a model that has one loads it

@@ -46,11 +46,12 @@ def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:
     Models that trained the same top blocks (``encoder_layers`` k, 0 for none) share the
     states below them. A frozen-encoder model (k = 0) beside one that trained its top k
     blocks gets Whisper's own k top blocks, frozen, so both read the states below them
-    and the frozen model still sees Whisper's final states. Those blocks then run over
-    the whole segment instead of the encoder's 20 s pieces (on audio under 20 s the two
-    are the same computation; on longer audio the blocks see across piece edges).
-    Two Whispers, or two different non-zero k, cannot share one pass and are refused
-    by name."""
+    and the frozen model still sees Whisper's final states. Those blocks attend over the
+    trained model's scope: per 20 s piece beside a model trained so (exactly the states
+    the frozen model was trained on), else over the whole segment (on audio under 20 s
+    the two are the same computation; on longer audio the blocks see across piece
+    edges). Two Whispers, or two different non-zero k, cannot share one pass and are
+    refused by name."""
     if a.config.whisper != b.config.whisper:
         raise ValueError(f"fusion model: {names[0]} and {names[1]} read different Whisper "
                          f"encoders ({a.config.whisper!r} against {b.config.whisper!r})")
@@ -60,9 +61,10 @@ def share_states(a: nn.Module, b: nn.Module, names: tuple[str, str]) -> int:
                          f"numbers of Whisper's top blocks ({ka} against {kb}): they cannot "
                          "share one encoder pass")
     top = max(ka, kb)
+    trained = a.encoder_top if a.encoder_top is not None else b.encoder_top
     for model in (a, b):
         if top and model.encoder_top is None:
-            model.encoder_top = EncoderTop(model.config.whisper, top).eval()
+            model.encoder_top = EncoderTop(model.config.whisper, top, trained.scope).eval()
     return top
 
 
@@ -83,10 +85,17 @@ class FusionRetriever(TrainedRetriever):
         self.seal = SealModel.load(seal.checkpoint, shared)  # one text encoder when the same
         top = share_states(self.clsr, self.seal, (clsr.checkpoint, seal.checkpoint))
         self.model = self.clsr  # what TrainedRetriever's callers read the config from
-        self.speech = SpeechStates(self.clsr.config.whisper, trained_top=top)
-        for model in (self.clsr, self.seal):
-            if model.encoder_top is not None:
-                model.encoder_top.inference_dtype = self.speech.dtype
+        tops = [m.encoder_top for m in (self.clsr, self.seal) if m.encoder_top is not None]
+        # top blocks per piece: both models' run in the piece encoder (each piece once),
+        # their states side by side in one tensor, (B, S, 2 D), split again in ``embed``
+        self.stacked = bool(tops) and all(t.scope == "piece" for t in tops)
+        self.tops = tops if self.stacked else []
+        self.speech = SpeechStates(self.clsr.config.whisper, trained_top=top,
+                                   top=self._both_tops if self.stacked else None)
+        for t in tops:
+            t.inference_dtype = self.speech.dtype
+        if self.stacked:  # the heads read states that went through the blocks already
+            self.clsr.encoder_top = self.seal.encoder_top = None
         self.scale = (math.sqrt(spec.clsr_weight), math.sqrt(1.0 - spec.clsr_weight))
         self.dim = self.clsr.text.dim + self.seal.text.dim
 
@@ -97,10 +106,16 @@ class FusionRetriever(TrainedRetriever):
                             b * F.normalize(seal.float(), dim=-1)], dim=-1)
         return joined.numpy().astype(np.float32)
 
+    def _both_tops(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A piece's states below the top blocks (B, S, D) -> CLSR's and SEAL's final
+        states side by side (B, S, 2 D)."""
+        return torch.cat([t.run(states, mask) for t in self.tops], dim=-1)
+
     def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True
               ) -> tuple[np.ndarray, list[str | None]]:
-        out = self.clsr(states, mask, document=document)
-        return (self._join(out["speech_emb"], self.seal(states, mask)["speech_emb"]),
+        clsr_states, seal_states = states.chunk(2, dim=-1) if self.stacked else (states,) * 2
+        out = self.clsr(clsr_states, mask, document=document)
+        return (self._join(out["speech_emb"], self.seal(seal_states, mask)["speech_emb"]),
                 list(self.clsr.transcripts(out)))
 
     @torch.inference_mode()

@@ -43,10 +43,16 @@ class TrainedRetriever:
     def __init__(self, spec: CheckpointSpec) -> None:
         self.config = verified(spec)
         self.model = self.model_cls.load(self.config.checkpoint)
+        top = self.model.encoder_top
+        per_piece = top is not None and top.scope == "piece"
         self.speech = SpeechStates(self.model.config.whisper,
-                                   trained_top=self.model.config.encoder_layers)
-        if self.model.encoder_top is not None:  # runs in the dtype of the encoder below it
-            self.model.encoder_top.inference_dtype = self.speech.dtype
+                                   trained_top=self.model.config.encoder_layers,
+                                   top=top.run if per_piece else None)
+        if top is not None:  # runs in the dtype of the encoder below it
+            top.inference_dtype = self.speech.dtype
+        if per_piece:  # the piece encoder runs them (each piece once): states come out
+            # of the top blocks already
+            self.model.encoder_top = None
         self.dim = self.model.text.dim
 
     def embed(self, states: torch.Tensor, mask: torch.Tensor, document: bool = True

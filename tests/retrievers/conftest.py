@@ -1,0 +1,36 @@
+"""A CLSR checkpoint whose top blocks attend per piece, and a 40 s window of real speech
+to run it on (the retrievers' per-piece paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechrag import audio
+from speechrag.retrievers import TRAINED_DIR
+from speechrag.segment import Segment
+
+
+@pytest.fixture(scope="session")
+def piece_clsr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped CLSR's weights with ``encoder_top_scope: "piece"``."""
+    import torch
+
+    ckpt = torch.load(TRAINED_DIR / "clsr.pt", map_location="cpu", weights_only=False)
+    ckpt["config"] = {**ckpt["config"], "encoder_top_scope": "piece"}
+    path = tmp_path_factory.mktemp("piece") / "clsr-piece.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def window_40s(speech_dir: Path) -> Segment:
+    """The topic recordings in a row, cut to 40 s: two 20 s pieces."""
+    clips = []
+    for wav in sorted(speech_dir.glob("*.wav")):
+        clips += [audio.load(wav), np.zeros(audio.SAMPLE_RATE // 2, dtype=np.float32)]
+    samples = np.concatenate(clips * 4)[:40 * audio.SAMPLE_RATE]
+    assert len(samples) == 40 * audio.SAMPLE_RATE
+    return Segment("rec.wav", 0.0, 40.0, samples)
