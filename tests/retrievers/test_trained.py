@@ -50,16 +50,17 @@ def test_a_file_that_is_not_a_checkpoint_is_an_error_naming_it(tmp_path: Path) -
 
 
 def test_an_index_built_with_the_format_1_file_opens_with_the_converted_one() -> None:
-    """The shipped checkpoints were converted to format 2 (same weights): an index that
-    recorded the old file's checksum still opens, and keeps the checksum it recorded."""
+    """The shipped SEAL was converted to format 2 (same weights): an index that recorded
+    the old file's checksum still opens, and keeps the checksum it recorded. (The shipped
+    CLSR was retrained since: an index built with an earlier one is refused, above.)"""
     from speechrag.models.trained import read_checkpoint
 
-    for arch in ("clsr", "seal"):
-        path = TRAINED_DIR / f"{arch}.pt"
-        (old,) = read_checkpoint(path)["replaces_sha256"]
-        assert old != file_sha256(path)
-        recorded = CheckpointSpec(str(path.resolve()), old)
-        assert verified(recorded) == recorded
+    path = TRAINED_DIR / "seal.pt"
+    (old,) = read_checkpoint(path)["replaces_sha256"]
+    assert old != file_sha256(path)
+    recorded = CheckpointSpec(str(path.resolve()), old)
+    assert verified(recorded) == recorded
+    assert "replaces_sha256" not in read_checkpoint(TRAINED_DIR / "clsr.pt")
 
 
 def test_the_index_records_the_encoder_piece_and_refuses_another(
@@ -93,7 +94,8 @@ def test_the_index_records_the_encoder_piece_and_refuses_another(
 
 
 def test_a_per_piece_clsr_indexes_what_it_trained_on(
-        piece_clsr: Path, window_40s, monkeypatch: pytest.MonkeyPatch) -> None:
+        piece_clsr: Path, segment_clsr: Path, window_40s,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A CLSR whose top blocks attend per piece (``encoder_top_scope: "piece"``): the
     retriever runs them in the piece encoder (each piece once), and a 40 s window gets
     the vector the model computes in training, where it splits the window itself."""
@@ -114,5 +116,9 @@ def test_a_per_piece_clsr_indexes_what_it_trained_on(
     with torch.no_grad():
         ref = model(states, mask)["speech_emb"].numpy()
     np.testing.assert_allclose(vecs, ref, atol=1e-4)
+    # scope "segment": the blocks stay in the model and run on the whole window
+    segment = from_spec({"kind": "clsr", "checkpoint": str(segment_clsr)})
+    assert segment.speech.top is None and segment.model.encoder_top.scope == "segment"
+    assert not np.allclose(segment.encode_segments([window_40s])[0], vecs, atol=1e-4)
     shipped = from_spec({"kind": "clsr", "checkpoint": str(TRAINED_DIR / "clsr.pt")})
-    assert shipped.speech.top is None and shipped.model.encoder_top.scope == "segment"
+    assert shipped.model.config.encoder_top_scope == "piece"

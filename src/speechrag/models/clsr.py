@@ -43,8 +43,8 @@ from speechrag.models.vocab import respell, spelling_table
 
 @dataclass(frozen=True)
 class ClsrConfig:
-    """Everything that defines a CLSR model; the defaults are the shipped ``clsr``.
-    Saved in every checkpoint."""
+    """Everything that defines a CLSR model; the defaults are the shipped ``clsr`` but for
+    ``encoder_top_scope`` (below). Saved in every checkpoint."""
 
     whisper: str = "whisper-base"
     text_encoder: str = "all-MiniLM-L6-v2"
@@ -85,8 +85,9 @@ class ClsrConfig:
     # Whisper's last blocks trained with the model (0: the whole encoder frozen); they
     # start from Whisper's weights (models/encoder_top.py).
     encoder_layers: int = 2
-    # Where those blocks attend (models/encoder_top.py): "segment", the whole window (as
-    # trained so far); "piece", each 20 s Whisper piece (indexing runs them once a piece)
+    # Where those blocks attend (models/encoder_top.py): "segment", the whole window;
+    # "piece", each 20 s Whisper piece (indexing runs them once a piece: the shipped CLSR).
+    # The default stays "segment" so a checkpoint saved before the field loads as trained.
     encoder_top_scope: str = "segment"
     # Rank of the experimental document adapter (research/lora.py): low-rank updates on
     # a copy of the text encoder that embeds indexed speech only (``speechrag train

@@ -17,7 +17,8 @@ same in every direction (text -> speech, speech -> text, speech -> speech), and 
 index, search and evaluator need nothing new. ``w`` is ``clsr_weight``: 0.5 (equal
 weights) unless a spec says otherwise; the ``clsr+seal`` preset takes the weight with the
 best mean of written and spoken R@1 on validation for the CLSR it ships with (0.8 for the
-CLSR that trained Whisper's top two blocks; docs/training.md, CLSR section 13).
+CLSR that trained Whisper's top two blocks, docs/training.md, CLSR section 13; kept, not
+tuned again, for its per-piece fine-tune that ships now, section 19).
 The rough transcript is CLSR's.
 """
 
