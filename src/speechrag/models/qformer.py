@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from speechrag.config import strict_config
+from speechrag.models.speech_states import STATES_PER_S
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class QFormerConfig:
 
     @property
     def tokens_per_second(self) -> float:
-        return self.queries * 50 / self.window
+        return self.queries * STATES_PER_S / self.window
 
 
 class _Layer(nn.Module):
